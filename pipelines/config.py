@@ -1,0 +1,193 @@
+"""Loading and validating the three kinds of configuration.
+
+- a dataset config (conf/datasets/NAME.yaml): what the table is and where its outputs go;
+- params.yaml: the tunables, one source for the CLI, the jobs, DVC and the DAGs;
+- an environment (conf/env/NAME.yaml, chosen by SYNTHLAKE_ENV): where things live.
+
+Every model forbids unknown keys, so a typo is an error that names the key, not a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthlake.metadata import ColumnSpec, TableMetadata
+
+
+class ConfigError(ValueError):
+    """A configuration file or setting is wrong; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- dataset ----------------------------------------------------------------------------------------
+class Source(Strict):
+    path: str  # relative to the project root, or any URI Spark reads (s3a://, abfss://, ...)
+    format: Literal["csv", "parquet", "delta"]
+    options: dict[str, str] = Field(default_factory=dict)  # passed to Spark's reader
+
+
+class Outputs(Strict):
+    staging: str  # Delta table folder names under the environment's lake_dir
+    published: str
+    audit: str = "synthlake_audit"
+
+
+class DatasetConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    source: Source
+    columns: list[ColumnSpec]
+    target: str | None = None
+    generator: str = "ctgan"
+    output: Outputs
+
+    @model_validator(mode="after")
+    def _check_metadata(self) -> DatasetConfig:
+        self.metadata  # noqa: B018 - validates columns and target together
+        return self
+
+    @property
+    def metadata(self) -> TableMetadata:
+        return TableMetadata(columns=self.columns, target=self.target)
+
+
+# ---- params -----------------------------------------------------------------------------------------
+class TrainParams(Strict):
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(500, ge=10)
+    num_processes: int = Field(2, ge=1, le=64)
+    use_gpu: Literal["auto", "true", "false"] = "auto"
+    max_rows: int = Field(200_000, ge=100)  # training reads at most this many source rows
+    embedding_dim: int = Field(128, ge=8)
+    generator_dim: list[int] = Field(default_factory=lambda: [256, 256])
+    discriminator_dim: list[int] = Field(default_factory=lambda: [256, 256])
+    generator_lr: float = Field(2e-4, gt=0)
+    discriminator_lr: float = Field(2e-4, gt=0)
+    pac: int = Field(10, ge=1)
+    max_modes: int = Field(10, ge=1, le=50)  # Gaussian mixture components per numeric column
+
+    @model_validator(mode="after")
+    def _batch_fits_pac(self) -> TrainParams:
+        if self.batch_size % (2 * self.pac) != 0:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must be a multiple of 2 * train.pac")
+        return self
+
+
+class SampleParams(Strict):
+    partitions: int = Field(4, ge=1, le=100_000)
+    block_rows: int = Field(1000, ge=1)  # rows per seeded block; changing it changes the rows
+
+
+class ValidateParams(Strict):
+    max_rows: int = Field(20_000, ge=100)  # fidelity metrics run on at most this many rows per side
+    min_column_shape: float = Field(0.5, ge=0, le=1)  # every column's KS/TV complement
+    min_mean_shape: float = Field(0.75, ge=0, le=1)  # their mean
+
+
+class Params(Strict):
+    seed: int = Field(42, ge=0, lt=2**31)
+    rows: int = Field(10_000, ge=1)
+    train: TrainParams = Field(default_factory=TrainParams)
+    sample: SampleParams = Field(default_factory=SampleParams)
+    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
+
+
+# ---- environment ------------------------------------------------------------------------------------
+class SparkEnv(Strict):
+    master: str = "local[2]"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class MlflowEnv(Strict):
+    tracking_uri: str = "sqlite:///var/mlflow.db"
+    artifact_location: str = "var/mlartifacts"
+    experiment: str = "synthlake"
+
+
+class EnvConfig(Strict):
+    work_dir: str = "var"  # run folders (profiles, models, verdicts); shared storage on a cluster
+    lake_dir: str = "var/lake"  # Delta tables
+    spark: SparkEnv = Field(default_factory=SparkEnv)
+    mlflow: MlflowEnv = Field(default_factory=MlflowEnv)
+
+
+# ---- loading ----------------------------------------------------------------------------------------
+def project_root() -> Path:
+    """Relative paths in configs resolve against SYNTHLAKE_HOME, else the working directory."""
+    return Path(os.environ.get("SYNTHLAKE_HOME") or os.getcwd()).resolve()
+
+
+def resolve(path: str) -> str:
+    """A path relative to the project root becomes absolute; URIs (scheme://) pass through."""
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
+        return path
+    return str((project_root() / path).resolve())
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return _expand_env(data)
+
+
+def _expand_env(value: Any) -> Any:
+    """${VAR} in strings comes from the environment, so secrets and endpoints stay out of files."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v) for v in value]
+    if isinstance(value, str):
+        return re.sub(r"\$\{(\w+)\}", lambda m: _env_var(m.group(1)), value)
+    return value
+
+
+def _env_var(name: str) -> str:
+    if name not in os.environ:
+        raise ConfigError(f"environment variable {name} is referenced in a config but not set")
+    return os.environ[name]
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(lines)) from None
+
+
+def load_dataset(path: str | Path) -> DatasetConfig:
+    path = Path(path)
+    return _validate(DatasetConfig, _read_yaml(path), path)
+
+
+def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Params:
+    """params.yaml (default: the project's), with `overrides` such as {"rows": 100} on top."""
+    path = Path(path) if path else project_root() / "params.yaml"
+    data = _read_yaml(path) if path.exists() else {}
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _validate(Params, data, path)
+
+
+def load_env(name: str | None = None) -> EnvConfig:
+    name = name or os.environ.get("SYNTHLAKE_ENV", "local")
+    path = project_root() / "conf" / "env" / f"{name}.yaml"
+    return _validate(EnvConfig, _read_yaml(path), path)

@@ -1,0 +1,73 @@
+"""A run's context: its configs, its id and where its outputs live."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import DatasetConfig, EnvConfig, Params, load_dataset, load_env, load_params, resolve
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+
+
+class StageError(RuntimeError):
+    """A stage cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    config_path: str
+    dataset: DatasetConfig
+    params: Params
+    env: EnvConfig
+    run_id: str
+
+    @classmethod
+    def open(cls, config_path: str, run_id: str, params_path: str | None = None,
+             env_name: str | None = None, **overrides: Any) -> RunContext:
+        """Load and validate everything a stage needs; `overrides` are top-level params (rows, seed)."""
+        if not RUN_ID_PATTERN.match(run_id):
+            raise StageError(f"run id {run_id!r} must be 1-128 of letters, digits and _.:+- "
+                             "and start with a letter or digit")
+        return cls(
+            config_path=str(config_path),
+            dataset=load_dataset(config_path),
+            params=load_params(params_path, overrides),
+            env=load_env(env_name),
+            run_id=run_id,
+        )
+
+    # ---- where things live -------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return Path(resolve(self.env.work_dir)) / "runs" / self.dataset.name / self.run_id
+
+    def table_path(self, kind: str) -> str:
+        name = getattr(self.dataset.output, kind)
+        return f"{resolve(self.env.lake_dir).rstrip('/')}/{name}"
+
+    @property
+    def model_name(self) -> str:
+        return f"synthlake-{self.dataset.name}"
+
+    # ---- stage records -----------------------------------------------------------------------------
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write atomically (temp file, then rename), so a killed stage leaves no half-written record."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / name
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{name}.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=str)
+        os.replace(tmp, path)
+        return path
+
+    def read_json(self, name: str, stage: str) -> Any:
+        path = self.run_dir / name
+        if not path.is_file():
+            raise StageError(f"{path} is missing: run the {stage} stage for run id {self.run_id!r} first")
+        return json.loads(path.read_text())

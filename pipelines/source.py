@@ -1,0 +1,93 @@
+"""Reading a dataset's source table with Spark, typed by its config, and fingerprinting it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pipelines.config import DatasetConfig, resolve
+from pipelines.context import StageError
+from synthlake.metadata import ColumnKind, ColumnSpec
+
+
+def spark_type(spec: ColumnSpec) -> str:
+    if spec.kind == ColumnKind.NUMERIC:
+        return "bigint" if spec.integer else "double"
+    if spec.kind == ColumnKind.DATETIME:
+        return "timestamp"
+    return "string"
+
+
+def read_source(spark, dataset: DatasetConfig):
+    """The source as a DataFrame with exactly the configured columns, in order, with their types.
+
+    CSV columns arrive as text and are cast here; a value that does not cast is an error naming the
+    column and the value, not a silent null.
+    """
+    from pyspark.sql import functions as F
+
+    src = dataset.source
+    path = resolve(src.path)
+    if "://" not in path and not Path(path).exists():
+        raise StageError(f"dataset '{dataset.name}': source {path} does not exist")
+    names = [c.name for c in dataset.columns]
+    if src.format == "csv":
+        header = src.options.get("header", "false").lower() == "true"
+        reader = spark.read.options(**src.options)
+        if not header:
+            reader = reader.schema(", ".join(f"`{n}` string" for n in names))
+        df = reader.csv(path)
+    else:
+        df = spark.read.format(src.format).options(**src.options).load(path)
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise StageError(f"dataset '{dataset.name}': source {path} lacks configured columns {missing}; "
+                         f"it has {df.columns}")
+    typed = df.select([F.try_cast(F.col(f"`{c.name}`"), spark_type(c)).alias(c.name) for c in dataset.columns])
+    _check_casts(df, typed, dataset)
+    return typed
+
+
+def _check_casts(raw, typed, dataset: DatasetConfig) -> None:
+    from pyspark.sql import functions as F
+
+    casted = [c for c in dataset.columns if spark_type(c) != "string"]
+    if not casted:
+        return
+    failed = [F.sum((F.col(f"raw_{i}").isNotNull() & F.col(f"typed_{i}").isNull()).cast("int")).alias(str(i))
+              for i, _ in enumerate(casted)]
+    pairs = raw.select(
+        *[F.col(f"`{c.name}`").alias(f"raw_{i}") for i, c in enumerate(casted)],
+        *[F.try_cast(F.col(f"`{c.name}`"), spark_type(c)).alias(f"typed_{i}") for i, c in enumerate(casted)],
+    )
+    counts = pairs.agg(*failed).first()
+    for i, spec in enumerate(casted):
+        if counts[str(i)]:
+            bad = pairs.where(F.col(f"raw_{i}").isNotNull() & F.col(f"typed_{i}").isNull()).first()[f"raw_{i}"]
+            raise StageError(f"dataset '{dataset.name}': column '{spec.name}' is configured as "
+                             f"{spec.kind.value} ({spark_type(spec)}) but {counts[str(i)]} values do not "
+                             f"convert, e.g. {bad!r}")
+
+
+def source_fingerprint(spark, dataset: DatasetConfig) -> str:
+    """Content hash for local files, table version for Delta, file listing hash otherwise."""
+    path = resolve(dataset.source.path)
+    if dataset.source.format == "delta":
+        from delta.tables import DeltaTable
+
+        version = DeltaTable.forPath(spark, path).history(1).first()["version"]
+        return f"delta:{path}@v{version}"
+    local = Path(path)
+    if local.exists():
+        files = sorted(p for p in ([local] if local.is_file() else local.rglob("*")) if p.is_file()
+                       and not p.name.startswith((".", "_")))
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.relative_to(local.parent).as_posix().encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        return f"sha256:{digest.hexdigest()}"
+    listing = "\n".join(sorted(spark.read.format("binaryFile").load(path).select("path", "length",
+                        "modificationTime").toPandas().astype(str).agg("|".join, axis=1)))
+    return f"listing-sha256:{hashlib.sha256(listing.encode()).hexdigest()}"
