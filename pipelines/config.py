@@ -115,6 +115,7 @@ class MlflowEnv(Strict):
 class EnvConfig(Strict):
     work_dir: str = "var"  # run folders (profiles, models, verdicts); shared storage on a cluster
     lake_dir: str = "var/lake"  # Delta tables
+    ivy_dir: str = "var/ivy"  # Spark's Ivy cache for the Delta jar (resolved from Maven Central once)
     spark: SparkEnv = Field(default_factory=SparkEnv)
     mlflow: MlflowEnv = Field(default_factory=MlflowEnv)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-
 from pipelines.config import EnvConfig, resolve
 
 DELTA_CONF = {
@@ -41,8 +39,7 @@ def get_spark(env: EnvConfig, app_name: str = "synthlake"):
     for key, value in {**DELTA_CONF, **env.spark.conf}.items():
         builder = builder.config(key, value)
     if not under_spark_submit():
-        ivy = Path(resolve(env.work_dir)) / "ivy"
-        builder = builder.master(env.spark.master).config("spark.jars.ivy", str(ivy))
+        builder = builder.master(env.spark.master).config("spark.jars.ivy", resolve(env.ivy_dir))
         builder = configure_spark_with_delta_pip(builder)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -18,9 +18,9 @@ _PII_METHODS = {
 
 
 def generated_column(spec: ColumnSpec, n: int, seed: int, row_offset: int) -> pd.Series:
-    """Identifiers are the global row numbers (unique across blocks); PII comes from Faker, seeded."""
+    """Identifiers are the global row numbers as text (unique across blocks); PII comes from Faker, seeded."""
     if spec.kind == ColumnKind.IDENTIFIER:
-        return pd.Series(range(row_offset, row_offset + n), name=spec.name, dtype="int64")
+        return pd.Series([str(i) for i in range(row_offset, row_offset + n)], name=spec.name, dtype=object)
     if spec.kind == ColumnKind.PII:
         fake = Faker("en_US")
         fake.seed_instance(seed)

@@ -8,11 +8,13 @@ Everything fitted is kept as numbers in JSON: loading a model never unpickles co
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
@@ -183,7 +185,9 @@ def _fit_modes(x: np.ndarray, max_modes: int, seed: int) -> tuple[list[float], l
         max_iter=100,
         random_state=seed,
     )
-    bgm.fit(x.reshape(-1, 1))
+    with warnings.catch_warnings():  # 100 iterations are plenty to place the modes; silence the nag
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bgm.fit(x.reshape(-1, 1))
     keep = bgm.weights_ > _MIN_MODE_WEIGHT
     weights = bgm.weights_[keep] / bgm.weights_[keep].sum()
     stds = np.sqrt(bgm.covariances_.reshape(-1)[keep])

@@ -152,6 +152,7 @@ class CTGANGenerator(Generator):
         real = torch.from_numpy(real.astype("float32")).to(device)
         with torch.no_grad():
             fake = _activate(gen(z), self.transformer.output_info, None)
+        fake.requires_grad_()  # the gradient penalty differentiates through interpolations with it
         if c is not None:
             fake, real = torch.cat([fake, c], dim=1), torch.cat([real, c[perm]], dim=1)
         loss = -(disc(real).mean() - disc(fake).mean())

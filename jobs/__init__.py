@@ -1,0 +1,1 @@
+"""spark-submit entry points (one per stage) and the `synthlake` command line."""

@@ -1,0 +1,80 @@
+"""What every stage entry point shares: its arguments, its Spark session and its exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+STAGES = ["profile", "train", "sample", "validate", "publish"]
+
+
+def quiet_services() -> None:
+    """No telemetry or analytics from the libraries we drive; nothing written to the home directory."""
+    for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false",
+                       "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}.items():
+        os.environ.setdefault(key, value)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, run_id_required: bool = True) -> None:
+    parser.add_argument("config", help="dataset config, e.g. conf/datasets/adult.yaml")
+    parser.add_argument("--run-id", required=run_id_required,
+                        help="the run's id: every stage of one run uses the same id; a retry replaces it")
+    parser.add_argument("--rows", type=int, help="synthetic rows to generate (default: params.yaml rows)")
+    parser.add_argument("--seed", type=int, help="the run's seed (default: params.yaml seed)")
+    parser.add_argument("--params", help="params file (default: params.yaml in the project root)")
+    parser.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+
+
+def open_context(args: argparse.Namespace, run_id: str):
+    from pipelines.context import RunContext
+
+    return RunContext.open(args.config, run_id, params_path=args.params, env_name=args.env,
+                           rows=args.rows, seed=args.seed)
+
+
+def run_stage(stage: str, ctx, spark) -> dict:
+    """Run one stage and print its result as a line of JSON (what DVC, Airflow logs and people read)."""
+    module = importlib.import_module(f"pipelines.{stage}")
+    started = time.monotonic()
+    print(f"[synthlake] {stage}: run {ctx.run_id} of dataset {ctx.dataset.name} ...", flush=True)
+    result = module.run(ctx, spark)
+    print(f"[synthlake] {stage}: done in {time.monotonic() - started:.1f}s {json.dumps(result, default=str)}",
+          flush=True)
+    return result
+
+
+def guarded(fn) -> int:
+    """Turn our errors into a message and an exit code instead of a traceback."""
+    from pipelines.config import ConfigError
+    from pipelines.context import StageError
+
+    try:
+        fn()
+        return EXIT_OK
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def stage_main(stage: str, argv: list[str] | None = None) -> int:
+    """The body of jobs/<stage>.py: parse arguments, start Spark, run the stage."""
+    quiet_services()
+    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py", description=f"synthlake {stage} stage")
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+
+    def go():
+        from pipelines.spark import get_spark
+
+        ctx = open_context(args, args.run_id)
+        run_stage(stage, ctx, get_spark(ctx.env, app_name=f"synthlake-{stage}-{ctx.dataset.name}"))
+
+    return guarded(go)

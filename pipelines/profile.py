@@ -1,0 +1,85 @@
+"""profile: read the source with Spark and write a versioned profile (types, nulls, ranges, categories)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from pipelines.context import RunContext
+from pipelines.source import read_source, source_fingerprint, spark_type
+from synthlake.inference import detect_pii
+from synthlake.metadata import ColumnKind
+
+QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
+TOP_CATEGORIES = 1000  # category frequencies kept per column; cardinality is always counted
+PII_SCAN_ROWS = 1000
+
+
+def run(ctx: RunContext, spark) -> dict:
+    df = read_source(spark, ctx.dataset).cache()
+    try:
+        body = {
+            "dataset": ctx.dataset.name,
+            "source": {**ctx.dataset.source.model_dump(), "fingerprint": source_fingerprint(spark, ctx.dataset)},
+            **_statistics(df, ctx),
+        }
+    finally:
+        df.unpersist()
+    version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    profile = {"profile_version": version, "run_id": ctx.run_id,
+               "created_at": datetime.now(UTC).isoformat(), **body}
+    path = ctx.write_json("profile.json", profile)
+    for name, col in profile["columns"].items():
+        if col.get("pii_suspected"):
+            print(f"warning: column '{name}' looks like PII ({col['pii_suspected']}) but is configured as "
+                  f"{col['kind']}; declare it `kind: pii` so it is never learned")
+    return {"profile": str(path), "profile_version": version, "rows": profile["rows"]}
+
+
+def _statistics(df, ctx: RunContext) -> dict:
+    from pyspark.sql import functions as F
+
+    specs = ctx.dataset.columns
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for i, c in enumerate(specs):
+        col = F.col(f"`{c.name}`")
+        aggs += [F.sum(col.isNull().cast("int")).alias(f"{i}_nulls"),
+                 F.approx_count_distinct(col).alias(f"{i}_distinct")]
+        if c.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
+            num = col.cast("double") if c.kind == ColumnKind.NUMERIC else F.unix_seconds(col).cast("double")
+            aggs += [F.min(col).alias(f"{i}_min"), F.max(col).alias(f"{i}_max"),
+                     F.mean(num).alias(f"{i}_mean"), F.stddev(num).alias(f"{i}_std"),
+                     F.percentile_approx(num, QUANTILES, 10_000).alias(f"{i}_quantiles")]
+    stats = df.agg(*aggs).first().asDict()
+    rows = stats["__rows"]
+    if rows == 0:
+        from pipelines.context import StageError
+
+        raise StageError(f"dataset '{ctx.dataset.name}': the source has no rows")
+    sample = df.limit(PII_SCAN_ROWS).toPandas()
+    columns = {}
+    for i, c in enumerate(specs):
+        info = {"kind": c.kind.value, "type": spark_type(c), "null_fraction": stats[f"{i}_nulls"] / rows,
+                "distinct_approx": stats[f"{i}_distinct"]}
+        if c.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
+            info.update(min=stats[f"{i}_min"], max=stats[f"{i}_max"], mean=stats[f"{i}_mean"],
+                        std=stats[f"{i}_std"],
+                        quantiles=dict(zip(map(str, QUANTILES), stats[f"{i}_quantiles"] or [], strict=False)))
+        if c.kind == ColumnKind.CATEGORICAL:
+            info["categories"] = _frequencies(df, c.name, rows)
+            pii = detect_pii(c.name, sample[c.name])
+            if pii is not None:
+                info["pii_suspected"] = pii.value
+        columns[c.name] = info
+    return {"rows": rows, "columns": columns}
+
+
+def _frequencies(df, name: str, rows: int) -> dict:
+    from pyspark.sql import functions as F
+
+    counts = (df.groupBy(F.col(f"`{name}`").alias("v")).count()
+              .orderBy(F.desc("count"), F.asc("v")).limit(TOP_CATEGORIES + 1).collect())
+    kept = counts[:TOP_CATEGORIES]
+    return {"truncated": len(counts) > TOP_CATEGORIES,
+            "frequencies": [[r["v"], r["count"] / rows] for r in kept]}  # value None is null
