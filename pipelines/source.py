@@ -43,7 +43,7 @@ def read_source(spark, dataset: DatasetConfig):
     if missing:
         raise StageError(f"dataset '{dataset.name}': source {path} lacks configured columns {missing}; "
                          f"it has {df.columns}")
-    typed = df.select([F.try_cast(F.col(f"`{c.name}`"), spark_type(c)).alias(c.name) for c in dataset.columns])
+    typed = df.select([F.col(f"`{c.name}`").try_cast(spark_type(c)).alias(c.name) for c in dataset.columns])
     _check_casts(df, typed, dataset)
     return typed
 
@@ -58,7 +58,7 @@ def _check_casts(raw, typed, dataset: DatasetConfig) -> None:
               for i, _ in enumerate(casted)]
     pairs = raw.select(
         *[F.col(f"`{c.name}`").alias(f"raw_{i}") for i, c in enumerate(casted)],
-        *[F.try_cast(F.col(f"`{c.name}`"), spark_type(c)).alias(f"typed_{i}") for i, c in enumerate(casted)],
+        *[F.col(f"`{c.name}`").try_cast(spark_type(c)).alias(f"typed_{i}") for i, c in enumerate(casted)],
     )
     counts = pairs.agg(*failed).first()
     for i, spec in enumerate(casted):

@@ -1,0 +1,117 @@
+"""The `synthlake` command: the whole pipeline, one stage at a time, or a drafted dataset config."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from datetime import UTC, datetime
+
+from jobs.common import STAGES, add_run_arguments, guarded, open_context, quiet_services, run_stage
+
+EPILOG = """examples:
+  synthlake run conf/datasets/adult.yaml --rows 5000 --seed 7
+  synthlake profile conf/datasets/adult.yaml --run-id my-run      (then train, sample, validate, publish)
+  synthlake infer-config data/customers.parquet --name customers
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_services()
+    parser = argparse.ArgumentParser(
+        prog="synthlake", description="Learn a table, publish a validated synthetic copy to Delta Lake.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run every stage (profile, train, sample, validate, publish)",
+                         description="Run the whole pipeline for one dataset config under a new run id.")
+    add_run_arguments(run, run_id_required=False)
+    run.set_defaults(handler=_run_all)
+
+    for stage in STAGES:
+        p = sub.add_parser(stage, help=f"run only the {stage} stage of a run",
+                           description=f"Run the {stage} stage for an existing (or new) run id.")
+        add_run_arguments(p)
+        p.set_defaults(handler=lambda args, stage=stage: _run_one(stage, args))
+
+    infer = sub.add_parser("infer-config", help="draft a dataset config from a CSV, Parquet or Delta source",
+                           description="Infer column kinds from a sample of SOURCE and write a dataset "
+                                       "config that `synthlake run` accepts as it is.")
+    infer.add_argument("source", help="path or URI of the source table")
+    infer.add_argument("--format", choices=["csv", "parquet", "delta"],
+                       help="source format (default: from the file extension; a folder with _delta_log is delta)")
+    infer.add_argument("--name", help="dataset name (default: from the source's file name)")
+    infer.add_argument("--output", help="where to write the config (default: conf/datasets/NAME.yaml)")
+    infer.add_argument("--no-header", action="store_true", help="CSV without a header line")
+    infer.add_argument("--sample-rows", type=int, default=10_000, help="rows read to infer kinds (10000)")
+    infer.add_argument("--force", action="store_true", help="overwrite an existing config")
+    infer.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+    infer.set_defaults(handler=_infer)
+
+    args = parser.parse_args(argv)
+    return guarded(lambda: args.handler(args))
+
+
+def new_run_id(dataset: str) -> str:
+    return f"{dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _run_one(stage: str, args) -> None:
+    from pipelines.spark import get_spark
+
+    ctx = open_context(args, args.run_id)
+    run_stage(stage, ctx, get_spark(ctx.env, app_name=f"synthlake-{stage}-{ctx.dataset.name}"))
+
+
+def _run_all(args) -> None:
+    from pipelines.config import load_dataset
+    from pipelines.spark import get_spark
+
+    run_id = args.run_id or new_run_id(load_dataset(args.config).name)
+    ctx = open_context(args, run_id)
+    spark = get_spark(ctx.env, app_name=f"synthlake-run-{ctx.dataset.name}")
+    results = {}
+    try:
+        for stage in STAGES:
+            results[stage] = run_stage(stage, ctx, spark)
+    finally:
+        _print_summary(ctx, results)
+
+
+def _print_summary(ctx, results: dict) -> None:
+    lines = [f"\nsynthlake run {ctx.run_id} ({ctx.dataset.name})"]
+    if "train" in results:
+        t = results["train"]
+        lines.append(f"  MLflow run:        {t['mlflow_run_id']}  (model {t['model_name']} version "
+                     f"{t['model_version']})")
+    verdict = ctx.run_dir / "validation.json"
+    if verdict.exists():
+        import json
+
+        v = json.loads(verdict.read_text())
+        worst = min(v["fidelity"]["columns"].items(), key=lambda kv: kv[1])
+        lines.append(f"  validation:        {'PASSED' if v['passed'] else 'FAILED'} "
+                     f"({len(v['checks']) - len(v['failed_checks'])}/{len(v['checks'])} checks)  {verdict}")
+        lines.append(f"  fidelity:          mean column shape {v['fidelity']['mean_shape']:.3f} "
+                     f"(worst: {worst[0]} {worst[1]:.3f}) on {v['fidelity']['synthetic_rows']} rows")
+    if "publish" in results:
+        p = results["publish"]
+        lines.append(f"  published table:   {p['published_table']}  ({p['rows']} rows, partition "
+                     f"run_id='{ctx.run_id}')")
+        lines.append(f"  model alias:       {p['alias']} -> version {p['model_version']}")
+    else:
+        lines.append("  published:         nothing (the run stopped before publish)")
+    print("\n".join(lines), flush=True)
+
+
+def _infer(args) -> None:
+    from pipelines.infer_config import infer_config
+
+    path = infer_config(args.source, fmt=args.format, name=args.name, output=args.output,
+                        header=not args.no_header, sample_rows=args.sample_rows, force=args.force,
+                        env_name=args.env)
+    print(f"wrote {path}; review it, then: synthlake run {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Draft a dataset config from any CSV, Parquet or Delta source by inferring column kinds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from pipelines.config import DatasetConfig, load_env, project_root, resolve
+from pipelines.context import StageError
+from synthlake.inference import infer_columns
+
+
+def infer_config(source: str, fmt: str | None = None, name: str | None = None, output: str | None = None,
+                 header: bool = True, sample_rows: int = 10_000, force: bool = False,
+                 env_name: str | None = None) -> Path:
+    from pipelines.spark import get_spark
+
+    fmt = fmt or _guess_format(source)
+    name = name or re.sub(r"[^A-Za-z0-9_-]", "_", Path(source.rstrip("/")).stem) or "dataset"
+    if not name[0].isalpha():
+        name = f"t_{name}"
+    out = Path(output) if output else project_root() / "conf" / "datasets" / f"{name}.yaml"
+    if out.exists() and not force:
+        raise StageError(f"{out} exists; pass --force to overwrite it or --output to write elsewhere")
+    options = {"header": str(header).lower()} if fmt == "csv" else {}
+    spark = get_spark(load_env(env_name), app_name=f"synthlake-infer-{name}")
+    path = resolve(source)
+    reader = spark.read.format(fmt).options(**options)
+    if fmt == "csv":
+        reader = reader.option("inferSchema", "true")
+    sample = reader.load(path).limit(sample_rows).toPandas()
+    if sample.empty:
+        raise StageError(f"{source} has no rows to infer column kinds from")
+    if fmt == "csv" and not header:
+        sample.columns = [f"col_{i}" for i in range(len(sample.columns))]
+        options["header"] = "false"
+    columns = [c.model_dump(mode="json", exclude_defaults=True) for c in infer_columns(sample)]
+    config = {
+        "name": name,
+        "source": {"path": _relative(source), "format": fmt, "options": options},
+        "target": None,
+        "generator": "ctgan",
+        "columns": columns,
+        "output": {"staging": f"{name}_staging", "published": name, "audit": "synthlake_audit"},
+    }
+    DatasetConfig.model_validate(config)  # the draft must load as it is
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header_comment = (f"# Drafted by `synthlake infer-config` from {source} ({len(sample)} rows sampled).\n"
+                      "# Review the column kinds; set `target:` to the column models will predict.\n")
+    out.write_text(header_comment + yaml.safe_dump(config, sort_keys=False, width=110))
+    return out
+
+
+def _guess_format(source: str) -> str:
+    path = Path(resolve(source))
+    if (path / "_delta_log").is_dir():
+        return "delta"
+    suffix = path.suffix.lower() if path.is_file() else next(
+        (p.suffix.lower() for p in path.glob("*") if p.suffix), "") if path.is_dir() else path.suffix.lower()
+    if suffix in (".csv", ".txt", ".data"):
+        return "csv"
+    if suffix == ".parquet":
+        return "parquet"
+    raise StageError(f"cannot tell the format of {source}; pass --format csv|parquet|delta")
+
+
+def _relative(source: str) -> str:
+    try:
+        return str(Path(resolve(source)).relative_to(project_root()))
+    except ValueError:
+        return source

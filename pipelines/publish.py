@@ -1,0 +1,71 @@
+"""publish: write-audit-publish. Only a run whose verdict passed replaces its partition of the published
+table; the model version becomes `champion`; an audit row records the lineage (one row per run id)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from pipelines.context import RunContext, StageError
+from pipelines.validate import GateFailed
+
+AUDIT_SCHEMA = ("run_id string, dataset string, source_fingerprint string, profile_version string, "
+                "model_name string, model_version string, mlflow_run_id string, `rows` bigint, "
+                "verdict string, failed_checks string, mean_column_shape double, "
+                "started_at timestamp, published_at timestamp")
+
+
+def run(ctx: RunContext, spark) -> dict:
+    verdict = ctx.read_json("validation.json", "validate")
+    if not verdict["passed"]:
+        raise GateFailed(f"run {ctx.run_id!r} failed validation, not publishing: "
+                         f"{', '.join(verdict['failed_checks'])}")
+    profile = ctx.read_json("profile.json", "profile")
+    trained = ctx.read_json("train.json", "train")
+    staged = (spark.read.format("delta").load(ctx.table_path("staging"))
+              .where(f"run_id = '{ctx.run_id}'"))
+    rows = staged.count()
+    expected = ctx.read_json("sample.json", "sample")["rows"]
+    if rows != expected:
+        raise StageError(f"staging holds {rows} rows for run {ctx.run_id!r}, the sample stage wrote "
+                         f"{expected}: re-run sample and validate")
+    published = ctx.table_path("published")
+    (staged.write.format("delta").mode("overwrite").partitionBy("run_id")
+     .option("replaceWhere", f"run_id = '{ctx.run_id}'").save(published))
+    _set_champion(ctx, trained)
+    audit = {
+        "run_id": ctx.run_id, "dataset": ctx.dataset.name,
+        "source_fingerprint": profile["source"]["fingerprint"], "profile_version": profile["profile_version"],
+        "model_name": trained["model_name"], "model_version": trained["model_version"],
+        "mlflow_run_id": trained["mlflow_run_id"], "rows": rows, "verdict": "passed",
+        "failed_checks": json.dumps(verdict["failed_checks"]),
+        "mean_column_shape": float(verdict["fidelity"]["mean_shape"]),
+        "started_at": datetime.fromisoformat(profile["created_at"]), "published_at": datetime.now(UTC),
+    }
+    _upsert_audit(spark, ctx.table_path("audit"), audit)
+    result = {"published_table": published, "rows": rows, "model_version": trained["model_version"],
+              "alias": "champion", "audit_table": ctx.table_path("audit")}
+    ctx.write_json("publish.json", result)
+    return result
+
+
+def _set_champion(ctx: RunContext, trained: dict) -> None:
+    from mlflow import MlflowClient
+
+    from pipelines import tracking
+
+    tracking.setup(ctx)
+    MlflowClient().set_registered_model_alias(trained["model_name"], tracking.CHAMPION,
+                                              trained["model_version"])
+
+
+def _upsert_audit(spark, path: str, row: dict) -> None:
+    """MERGE on run_id: a retried publish updates its audit row instead of adding a second one."""
+    from delta.tables import DeltaTable
+
+    update = spark.createDataFrame([row], AUDIT_SCHEMA)
+    if not DeltaTable.isDeltaTable(spark, path):
+        update.write.format("delta").mode("append").save(path)
+        return
+    (DeltaTable.forPath(spark, path).alias("a").merge(update.alias("u"), "a.run_id = u.run_id")
+     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())

@@ -1,0 +1,65 @@
+"""MLflow: where runs are logged and models registered; the registered model is a pyfunc."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipelines.context import RunContext
+
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+CHAMPION = "champion"
+
+
+def tracking_uri(ctx: RunContext) -> str:
+    """sqlite:///relative/path resolves against the project root, like every other path."""
+    from pipelines.config import resolve
+
+    uri = ctx.env.mlflow.tracking_uri
+    match = re.match(r"^sqlite:///(?!/)(.+)$", uri)
+    if match:
+        path = Path(resolve(match.group(1)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    return uri
+
+
+def setup(ctx: RunContext) -> str:
+    """Point MLflow at the environment's store; return the experiment id (created if missing)."""
+    import mlflow
+
+    from pipelines.config import resolve
+
+    mlflow.set_tracking_uri(tracking_uri(ctx))
+    mlflow.set_registry_uri(tracking_uri(ctx))
+    name = ctx.env.mlflow.experiment
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = resolve(ctx.env.mlflow.artifact_location)
+        if "://" not in location:
+            location = Path(location).as_uri()
+        return mlflow.create_experiment(name, artifact_location=location)
+    return experiment.experiment_id
+
+
+def log_model(model_dir: Path, registered_name: str):
+    """Log the saved generator as a pyfunc (models-from-code: nothing pickled) and register it."""
+    import mlflow
+
+    import synthlake
+
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(MODEL_CODE),
+        artifacts={"generator": str(model_dir)},
+        registered_model_name=registered_name,
+        pip_requirements=[f"synthlake=={synthlake.__version__}"],
+    )
+
+
+def load_generator(ctx: RunContext, name: str, version: str | int):
+    """The engine generator inside a registered model version, loaded through its pyfunc."""
+    import mlflow
+
+    setup(ctx)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().generator

@@ -1,0 +1,121 @@
+"""train: fit the dataset's generator with TorchDistributor (DDP), log to MLflow, register the model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.context import RunContext, StageError
+from pipelines.source import read_source
+
+HYPER_FROM_PARAMS = ["epochs", "batch_size", "embedding_dim", "generator_dim", "discriminator_dim",
+                     "generator_lr", "discriminator_lr", "pac", "max_modes"]
+
+
+def run(ctx: RunContext, spark) -> dict:
+    import mlflow
+
+    from pipelines import tracking
+    from synthlake.generators import get_generator
+
+    profile = ctx.read_json("profile.json", "profile")
+    p = ctx.params.train
+    table = _training_table(spark, ctx, profile["rows"])
+    hyper = {k: getattr(p, k) for k in HYPER_FROM_PARAMS}
+    model = get_generator(ctx.dataset.generator)(ctx.dataset.metadata, **hyper)
+    print(f"[synthlake] train: encoding {len(table)} rows", flush=True)
+    encoded = model.prepare(table, seed=ctx.params.seed)
+
+    work = ctx.run_dir / "train_work"
+    model_dir = ctx.run_dir / "model"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    np.save(work / "encoded.npy", encoded)
+    use_gpu = _use_gpu(spark, p.use_gpu)
+    history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, p.num_processes, use_gpu)
+    shutil.rmtree(work)
+
+    experiment = tracking.setup(ctx)
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{ctx.dataset.name}-{ctx.run_id}") as run:
+        mlflow.set_tags({"synthlake.run_id": ctx.run_id, "synthlake.dataset": ctx.dataset.name,
+                         "synthlake.profile_version": profile["profile_version"]})
+        mlflow.log_params({"generator": ctx.dataset.generator, "seed": ctx.params.seed,
+                           "training_rows": len(table), "num_processes": p.num_processes,
+                           "use_gpu": use_gpu, **hyper})
+        for h in history:
+            mlflow.log_metrics({"loss_generator": h["loss_generator"],
+                                "loss_discriminator": h["loss_discriminator"]}, step=h["epoch"])
+        mlflow.log_artifact(str(ctx.run_dir / "profile.json"))
+        info = tracking.log_model(model_dir, ctx.model_name)
+    result = {"mlflow_run_id": run.info.run_id, "model_name": ctx.model_name,
+              "model_version": str(info.registered_model_version), "model_uri": info.model_uri,
+              "training_rows": len(table), "epochs": len(history),
+              "final_losses": history[-1] if history else None}
+    ctx.write_json("train.json", result)
+    return result
+
+
+def _training_table(spark, ctx: RunContext, source_rows: int):
+    """The source as pandas, sampled down to train.max_rows (deterministically, by the run seed)."""
+    df = read_source(spark, ctx.dataset)
+    limit = ctx.params.train.max_rows
+    if source_rows > limit:
+        df = df.sample(fraction=min(1.0, 1.1 * limit / source_rows), seed=ctx.params.seed).limit(limit)
+    return df.toPandas()
+
+
+def _use_gpu(spark, setting: str) -> bool:
+    """GPUs when asked for (or, on auto, when CUDA is there and Spark's driver has GPUs configured)."""
+    import torch
+
+    configured = spark.conf.get("spark.driver.resource.gpu.amount", "0") not in ("0", "")
+    if setting == "true":
+        if not torch.cuda.is_available() or not configured:
+            raise StageError("train.use_gpu is true but CUDA is not available or "
+                             "spark.driver.resource.gpu.amount is not set in the environment's spark.conf")
+        return True
+    return setting == "auto" and torch.cuda.is_available() and configured
+
+
+def _distributed_fit(spark, model, work: Path, model_dir: Path, seed: int, processes: int, use_gpu: bool):
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    print(f"[synthlake] train: {processes} process(es), {'GPU' if use_gpu else 'CPU'}", flush=True)
+    distributor = TorchDistributor(num_processes=processes, local_mode=True, use_gpu=use_gpu)
+    history_json = distributor.run(train_process, model, str(work), str(model_dir), seed, use_gpu)
+    if history_json is None:
+        raise StageError("training returned no result from rank 0; see the training processes' log above")
+    return json.loads(history_json)
+
+
+def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool) -> str:
+    """One training process (run by torchrun under TorchDistributor): join the group, train, save."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if use_gpu else "gloo")
+    rank = dist.get_rank()
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_gpu else "cpu"
+    if not use_gpu:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
+    encoded = np.load(Path(work) / "encoded.npy", mmap_mode="r")
+
+    def progress(epoch: int, loss_g: float, loss_d: float) -> None:
+        print(f"[synthlake] train: epoch {epoch + 1}/{model.hyper['epochs']} "
+              f"loss G {loss_g:.3f} D {loss_d:.3f}", flush=True)
+
+    history = model.train(np.asarray(encoded), seed=seed, device=device, on_epoch=progress)
+    if rank == 0:
+        tmp = Path(model_dir + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(tmp)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp.rename(model_dir)
+    dist.barrier()
+    dist.destroy_process_group()
+    return json.dumps(history)
