@@ -1,0 +1,38 @@
+# synthlake: `make run` runs the whole pipeline on the demo dataset; `make test` runs the test suite.
+# Both create the project's environment (.venv, pinned versions from pyproject.toml) when it is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(abspath $(VENV))/bin
+CONFIG ?= conf/datasets/adult.yaml
+ARGS   ?=
+
+# spark-submit and the venv's python first on PATH; no telemetry written to the home directory.
+export PATH := $(BIN):$(PATH)
+export PYSPARK_PYTHON := $(BIN)/python
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: run test lint env clean
+
+run: env
+	$(BIN)/synthlake run $(CONFIG) $(ARGS)
+
+test: env
+	$(BIN)/pytest $(ARGS)
+
+lint: env
+	$(BIN)/ruff check .
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "synthlake needs Python 3.11, got " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --progress-bar off -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf var

@@ -1,0 +1,186 @@
+"""Each stage on a small slice of Adult, in-process, with real Spark, Delta, MLflow and GX.
+
+One module-scoped run goes profile -> train -> sample -> validate -> publish; the tests then check
+what it left behind, and what re-runs, other partition counts and a failing gate do to it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import deltalake
+import pandas as pd
+import pytest
+from project_fixture import make_project
+
+from pipelines import profile, publish, sample, train, validate
+from pipelines.context import RunContext, StageError
+from pipelines.validate import GateFailed
+
+pytestmark = pytest.mark.slow
+RUN = "it-run-1"
+ROWS = 300
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("project"), params={
+        "rows": ROWS, "train": {"epochs": 2, "batch_size": 200, "num_processes": 2, "max_rows": 3000},
+        "sample": {"partitions": 3, "block_rows": 64}})
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SYNTHLAKE_HOME", str(root))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def spark(project):
+    from pipelines.config import load_env
+    from pipelines.spark import get_spark
+
+    session = get_spark(load_env(), app_name="synthlake-tests")
+    yield session
+    session.stop()
+
+
+def context(project, run_id=RUN, **overrides) -> RunContext:
+    return RunContext.open(str(project / "conf/datasets/adult.yaml"), run_id, **overrides)
+
+
+@pytest.fixture(scope="module")
+def completed(project, spark):
+    ctx = context(project)
+    results = {stage.__name__.split(".")[-1]: stage.run(ctx, spark)
+               for stage in (profile, train, sample, validate, publish)}
+    return ctx, results
+
+
+def test_profile_describes_the_source(completed):
+    ctx, _ = completed
+    prof = json.loads((ctx.run_dir / "profile.json").read_text())
+    assert prof["rows"] == 32561
+    cols = prof["columns"]
+    assert list(cols) == ctx.dataset.metadata.names
+    assert cols["workclass"]["null_fraction"] > 0  # "?" in the source is a null
+    assert cols["age"]["null_fraction"] == 0
+    assert cols["age"]["min"] == 17 and cols["age"]["max"] == 90
+    freqs = dict((v, f) for v, f in cols["sex"]["categories"]["frequencies"])
+    assert set(freqs) == {"Male", "Female"} and abs(sum(freqs.values()) - 1) < 1e-9
+    assert prof["source"]["fingerprint"].startswith("sha256:")
+
+
+def test_train_logs_to_mlflow_and_registers_a_pyfunc(completed):
+    import mlflow
+    from mlflow import MlflowClient
+
+    ctx, results = completed
+    trained = results["train"]
+    client = MlflowClient()
+    history = client.get_metric_history(trained["mlflow_run_id"], "loss_generator")
+    assert [m.step for m in history] == [0, 1]
+    run = client.get_run(trained["mlflow_run_id"])
+    assert run.data.params["num_processes"] == "2"
+    model = mlflow.pyfunc.load_model(f"models:/{ctx.model_name}/{trained['model_version']}")
+    rows = model.predict(pd.DataFrame({"rows": [25], "seed": [3]}))
+    assert list(rows.columns) == ctx.dataset.metadata.names and len(rows) == 25
+    saved = sorted(p.name for p in (ctx.run_dir / "model").iterdir())
+    assert saved == ["generator.json", "generator.pt"]
+
+
+def test_published_table_reads_back_with_spark_sql_and_delta_rs(completed, spark):
+    ctx, results = completed
+    path = results["publish"]["published_table"]
+    n = spark.sql(f"SELECT count(*) AS n FROM delta.`{path}` WHERE run_id = '{RUN}'").first()["n"]
+    assert n == ROWS
+    table = deltalake.DeltaTable(path).to_pandas()
+    assert len(table[table.run_id == RUN]) == ROWS
+    assert set(ctx.dataset.metadata.names) <= set(table.columns)
+    real_sexes = {"Male", "Female"}
+    assert set(table["sex"].dropna()) <= real_sexes
+
+
+def test_audit_row_traces_the_run(completed, spark):
+    ctx, results = completed
+    audit = spark.read.format("delta").load(results["publish"]["audit_table"]).where(f"run_id = '{RUN}'")
+    rows = audit.collect()
+    assert len(rows) == 1
+    row = rows[0]
+    prof = json.loads((ctx.run_dir / "profile.json").read_text())
+    assert row["profile_version"] == prof["profile_version"]
+    assert row["model_version"] == results["train"]["model_version"]
+    assert row["rows"] == ROWS and row["verdict"] == "passed"
+
+
+def test_champion_alias_points_at_the_published_version(completed):
+    from mlflow import MlflowClient
+
+    ctx, results = completed
+    version = MlflowClient().get_model_version_by_alias(ctx.model_name, "champion")
+    assert str(version.version) == results["train"]["model_version"]
+
+
+def test_rerunning_a_run_id_replaces_instead_of_duplicating(completed, spark):
+    ctx, results = completed
+    sample.run(ctx, spark)
+    validate.run(ctx, spark)
+    publish.run(ctx, spark)
+    for kind in ("staging", "published"):
+        n = spark.read.format("delta").load(ctx.table_path(kind)).where(f"run_id = '{RUN}'").count()
+        assert n == ROWS, kind
+    audit = spark.read.format("delta").load(ctx.table_path("audit")).where(f"run_id = '{RUN}'")
+    assert audit.count() == 1
+
+
+def test_same_seed_same_rows_with_1_and_4_partitions(completed, project, spark):
+    ctx, _ = completed
+    files = {p.name: p.read_bytes() for p in (ctx.run_dir / "model").iterdir()}
+    frames = []
+    for partitions in (1, 4):
+        c = context(project, sample={"partitions": partitions, "block_rows": 64})
+        df = sample.synthetic_frame(spark, c, files).toPandas()
+        frames.append(df)
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    other_seed = sample.synthetic_frame(spark, context(project, seed=8), files).toPandas()
+    assert not frames[0].equals(other_seed)
+
+
+def test_failed_gate_leaves_published_table_untouched(completed, project, spark):
+    from delta.tables import DeltaTable
+
+    ctx, results = completed
+    published = results["publish"]["published_table"]
+    version_before = DeltaTable.forPath(spark, published).history(1).first()["version"]
+    strict = context(project, run_id="it-run-strict", validate={"min_mean_shape": 1.0})
+    strict.run_dir.mkdir(parents=True, exist_ok=True)
+    for record in ("profile.json", "train.json"):  # reuse the trained model: the gate is under test
+        shutil.copy(ctx.run_dir / record, strict.run_dir / record)
+    sample.run(strict, spark)
+    with pytest.raises(GateFailed, match="mean_column_shape"):
+        validate.run(strict, spark)
+    verdict = json.loads((strict.run_dir / "validation.json").read_text())
+    assert verdict["passed"] is False and "mean_column_shape" in verdict["failed_checks"]
+    with pytest.raises(GateFailed, match="mean_column_shape"):
+        publish.run(strict, spark)
+    assert DeltaTable.forPath(spark, published).history(1).first()["version"] == version_before
+    assert spark.read.format("delta").load(published).where("run_id = 'it-run-strict'").count() == 0
+
+
+def test_stage_out_of_order_names_the_missing_stage(project, spark):
+    ctx = context(project, run_id="never-profiled")
+    with pytest.raises(StageError, match="run the profile stage"):
+        train.run(ctx, spark)
+
+
+def test_gx_suite_catches_a_planted_bad_value(completed, spark):
+    ctx, _ = completed
+    prof = json.loads((ctx.run_dir / "profile.json").read_text())
+    staged = spark.read.format("delta").load(ctx.table_path("staging")).where(f"run_id = '{RUN}'")
+    bad = staged.drop("run_id").limit(50).toPandas()
+    bad.loc[0, "age"] = 500
+    bad.loc[1, "sex"] = "Martian"
+    result = validate.run_expectations(spark.createDataFrame(bad, staged.drop("run_id").schema), prof, "bad")
+    failed = {(r["expectation_config"]["type"], r["expectation_config"]["kwargs"]["column"])
+              for r in result["results"] if not r["success"]}
+    assert failed == {("expect_column_values_to_be_between", "age"),
+                      ("expect_column_values_to_be_in_set", "sex")}
