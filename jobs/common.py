@@ -16,7 +16,8 @@ STAGES = ["profile", "train", "sample", "validate", "publish"]
 def quiet_services() -> None:
     """No telemetry or analytics from the libraries we drive; nothing written to the home directory."""
     for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false",
-                       "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}.items():
+                       "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1",
+                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
         os.environ.setdefault(key, value)
 
 
@@ -65,9 +66,9 @@ def guarded(fn) -> int:
 
 
 def stage_main(stage: str, argv: list[str] | None = None) -> int:
-    """The body of jobs/<stage>.py: parse arguments, start Spark, run the stage."""
+    """The body of jobs/<stage>_job.py: parse arguments, start Spark, run the stage."""
     quiet_services()
-    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py", description=f"synthlake {stage} stage")
+    parser = argparse.ArgumentParser(prog=f"jobs/{stage}_job.py", description=f"synthlake {stage} stage")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
 

@@ -78,6 +78,10 @@ class TrainParams(Strict):
     def _batch_fits_pac(self) -> TrainParams:
         if self.batch_size % (2 * self.pac) != 0:
             raise ValueError(f"train.batch_size ({self.batch_size}) must be a multiple of 2 * train.pac")
+        per_process, rest = divmod(self.batch_size, self.num_processes)
+        if rest or per_process % self.pac:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must split over train.num_processes "
+                             f"({self.num_processes}) into multiples of train.pac ({self.pac})")
         return self
 
 

@@ -66,7 +66,10 @@ def build_suite(profile: dict):
 def run_expectations(df, profile: dict, run_id: str) -> dict:
     import great_expectations as gx
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # our own progress lines suffice
     batch = (context.data_sources.add_spark(name="synthlake")
              .add_dataframe_asset(name="staging").add_batch_definition_whole_dataframe(run_id))
     suite = context.suites.add(build_suite(profile))

@@ -12,8 +12,9 @@ from synthlake.metadata import ColumnKind, ColumnSpec, PiiType
 # Column names that say what a column holds, whatever its values look like.
 _PII_NAMES = [
     (PiiType.EMAIL, r"e_?mail"),
-    (PiiType.PHONE, r"phone|mobile|tel(ephone)?|fax"),
-    (PiiType.SSN, r"ssn|social_?security|national_?id|passport"),
+    # Short words only as whole words: "hotel", "automobile" and "classname" are not PII.
+    (PiiType.PHONE, r"phone|(^|_)(mobile|tel|fax)(_?(no|nr|num|number))?(_|$)"),
+    (PiiType.SSN, r"(^|_)ssn(_|$)|social_?security|national_?id|passport"),
     (PiiType.ADDRESS, r"address|street|addr"),
     (PiiType.NAME, r"(first|last|full|given|family|middle|sur)_?name|^name$|customer_?name|patient_?name"),
 ]
@@ -23,7 +24,9 @@ _PII_VALUES = [
     (PiiType.SSN, re.compile(r"^\d{3}-\d{2}-\d{4}$")),
     (PiiType.PHONE, re.compile(r"^\+?[\d\s().-]{7,}\d$")),
 ]
-_ID_NAME = re.compile(r"(^|_)(id|uuid|guid|key)$|^id_|Id$", re.IGNORECASE)
+# Any case for a separate word (id, ID, customer_id); camelCase only with a capital (customerId, userID),
+# so "paid" or "valid" are not identifiers.
+_ID_NAME = re.compile(r"(?i:(^|_)(id|uuid|guid|key)$|^id_)|[a-z](Id|ID)$")
 _MATCH_SHARE = 0.9  # share of non-null values a pattern must match
 
 
@@ -37,6 +40,8 @@ def detect_pii(name: str, values: pd.Series) -> PiiType | None:
     if text.empty or not (ptypes.is_object_dtype(text) or ptypes.is_string_dtype(text)):
         return None
     text = text.astype(str).str.strip()
+    if _looks_like_dates(text):  # "2021-01-05" also fits the phone pattern
+        return None
     for pii, pattern in _PII_VALUES:
         if text.str.match(pattern).mean() >= _MATCH_SHARE:
             return pii

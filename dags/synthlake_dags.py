@@ -1,0 +1,250 @@
+"""synthlake's Airflow 3 DAGs: when the five spark-submit stages run, never what they do.
+
+Two DAGs chain the same stages, profile >> train >> sample >> validate >> publish, one
+`SparkSubmitOperator` per stage running `jobs/<stage>_job.py` of this project:
+
+- ``synthlake_on_demand``: manual trigger, with params ``dataset`` (conf/datasets/<dataset>.yaml),
+  ``rows`` and ``seed``; its run id is Airflow's dag run id (``manual__2026-...+00:00``).
+- ``synthlake_nightly``: every night at 02:00 UTC, no catch-up, dataset ``adult``, rows and seed from
+  params.yaml; its run id is ``nightly-YYYYMMDD`` of the logical date, so a retry or a rerun of the same
+  night replaces that night's partition instead of adding a second one.
+
+Parsing this file does no I/O and imports neither pyspark, pandas, mlflow nor synthlake (a test checks
+it). Everything that depends on the machine is resolved when a task runs, in this order:
+
+================  ====================================================================================
+Spark connection  Airflow Variable ``synthlake_spark_conn_id`` (or env ``AIRFLOW_VAR_SYNTHLAKE_SPARK_CONN_ID``),
+                  else ``spark_local``; define that one with
+                  ``AIRFLOW_CONN_SPARK_LOCAL='{"conn_type":"spark","host":"local[2]"}'``
+environment       Airflow Variable ``synthlake_env``, else env ``SYNTHLAKE_ENV``, else ``local``
+                  (``conf/env/<name>.yaml``, passed to the jobs as ``--env``)
+project home      env ``SYNTHLAKE_HOME`` of the worker, else the folder above ``dags/``; the jobs read
+                  ``conf/`` and ``params.yaml`` from there
+Ivy cache         ``ivy_dir`` of the environment's yaml (relative to the home), else ``<home>/var/ivy``
+Python            the worker's interpreter (``sys.executable``): ``PYSPARK_PYTHON`` for driver and
+                  executors, and its ``bin/`` (where pip put ``spark-submit``) goes first on ``PATH``
+================  ====================================================================================
+
+Exit codes of the jobs: 0 done, 1 the stage failed (retried: it may be a crash), 2 bad configuration or
+arguments (failed at once, without retries: it cannot get better by itself).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param
+from airflow.sdk.exceptions import AirflowFailException
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # no I/O: just the path of this file
+
+# Maven coordinates of the Delta jar for spark-submit --packages. Kept as a constant so that parsing
+# stays light; tests/integration/test_dags.py asserts it equals pipelines.spark.delta_package().
+DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+
+STAGES = ("profile", "train", "sample", "validate", "publish")
+DEFAULT_CONN_ID = "spark_local"
+CONN_ID_VARIABLE = "synthlake_spark_conn_id"
+ENV_VARIABLE = "synthlake_env"
+NO_RETRY_EXIT_CODES = frozenset({2})  # bad config or arguments: retrying cannot help
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")  # = pipelines.context.RUN_ID_PATTERN
+
+# Generous ceilings per stage: a hung Spark job must not hold a worker slot forever.
+STAGE_TIMEOUT = {
+    "profile": timedelta(minutes=30),
+    "train": timedelta(hours=4),
+    "sample": timedelta(hours=1),
+    "validate": timedelta(hours=1),
+    "publish": timedelta(minutes=30),
+}
+
+
+# ---- resolved when a task runs (Jinja macros and filters), never at parse time -----------------------
+def synthlake_home() -> str:
+    """The project root the jobs resolve conf/, params.yaml and relative paths against."""
+    return os.environ.get("SYNTHLAKE_HOME") or str(PROJECT_ROOT)
+
+
+def synthlake_python() -> str:
+    """The interpreter of the worker, i.e. the project's environment: Spark's Python workers must use it."""
+    return sys.executable
+
+
+def synthlake_path() -> str:
+    """PATH with the interpreter's bin/ first, where pip installed spark-submit next to python."""
+    return os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")]))
+
+
+def synthlake_env_default() -> str:
+    return os.environ.get("SYNTHLAKE_ENV") or "local"
+
+
+def synthlake_ivy_dir(env_name: str) -> str:
+    """Spark's Ivy cache for --packages: the environment's `ivy_dir`, resolved against the home."""
+    import yaml  # at run time only; Airflow depends on PyYAML anyway
+
+    home = Path(synthlake_home())
+    ivy = "var/ivy"
+    env_file = home / "conf" / "env" / f"{env_name}.yaml"
+    if env_file.is_file():
+        data = yaml.safe_load(env_file.read_text()) or {}
+        ivy = os.path.expandvars(str(data.get("ivy_dir") or ivy))
+    return str((home / ivy).resolve()) if "://" not in ivy else ivy
+
+
+def safe_run_id(value: Any) -> str:
+    """An Airflow run id as a synthlake run id: 1-128 of [A-Za-z0-9_.:+-], starting alphanumeric.
+
+    Airflow's own ids (manual__2026-01-01T02:00:00.123456+00:00, scheduled__...) pass unchanged; ids
+    given through the API or UI may hold other characters, which become '_'.
+    """
+    text = re.sub(r"[^A-Za-z0-9_.:+-]", "_", str(value))
+    if not text or not text[0].isalnum():
+        text = "r" + text
+    return text[:128]
+
+
+MACROS = {
+    "synthlake_home": synthlake_home,
+    "synthlake_python": synthlake_python,
+    "synthlake_path": synthlake_path,
+    "synthlake_env_default": synthlake_env_default,
+    "synthlake_ivy_dir": synthlake_ivy_dir,
+}
+FILTERS = {"synthlake_run_id": safe_run_id}
+
+ENV_NAME = f"{{{{ var.value.get('{ENV_VARIABLE}', synthlake_env_default()) }}}}"
+CONN_ID = f"{{{{ var.value.get('{CONN_ID_VARIABLE}', '{DEFAULT_CONN_ID}') }}}}"
+SPARK_CONF = {
+    "spark.jars.ivy": f"{{{{ synthlake_ivy_dir(var.value.get('{ENV_VARIABLE}', synthlake_env_default())) }}}}",
+}
+ENV_VARS = {
+    "PYSPARK_PYTHON": "{{ synthlake_python() }}",
+    "PYSPARK_DRIVER_PYTHON": "{{ synthlake_python() }}",
+    "PATH": "{{ synthlake_path() }}",
+    "SYNTHLAKE_HOME": "{{ synthlake_home() }}",
+    # spark-submit runs `python jobs/<stage>.py`, which puts jobs/ first on sys.path, where jobs/profile.py
+    # shadows the standard library's `profile` (imported by cProfile, imported by pyspark): pyspark then
+    # fails to import. Python 3.11's safe path leaves the script's folder off sys.path; the jobs import
+    # the project as the installed package it is.
+    "PYTHONSAFEPATH": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+DEFAULT_ARGS = {
+    "owner": "synthlake",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=15),
+}
+
+
+class SynthlakeStageOperator(SparkSubmitOperator):
+    """spark-submit of jobs/<stage>_job.py.
+
+    Adds to SparkSubmitOperator what it lacks: a templated connection id (its own is fixed at parse
+    time), and no retries when the job exits with a code meaning "bad configuration".
+    """
+
+    template_fields = (*SparkSubmitOperator.template_fields, "conn_id")
+
+    def __init__(self, *, stage: str, conn_id: str = CONN_ID, **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.stage = stage
+        self.conn_id = conn_id
+
+    def execute(self, context: Any) -> None:
+        self._conn_id = self.conn_id  # rendered by now
+        self._hook = None  # a hook built before rendering would hold the template, not the id
+        try:
+            return super().execute(context)
+        except Exception as exc:
+            process = getattr(self._hook, "_submit_sp", None)
+            code = getattr(process, "returncode", None)
+            if code in NO_RETRY_EXIT_CODES:
+                raise AirflowFailException(
+                    f"jobs/{self.stage}_job.py exited {code} (bad configuration or arguments): not retrying"
+                ) from exc
+            raise
+
+
+def stage_task(stage: str, args: list[str]) -> SynthlakeStageOperator:
+    return SynthlakeStageOperator(
+        task_id=stage,
+        stage=stage,
+        application=str(PROJECT_ROOT / "jobs" / f"{stage}_job.py"),
+        application_args=args,
+        name=f"synthlake-{stage}",
+        packages=DELTA_PACKAGE,
+        conf=dict(SPARK_CONF),
+        env_vars=dict(ENV_VARS),
+        execution_timeout=STAGE_TIMEOUT[stage],
+    )
+
+
+def stage_args(dataset: str, run_id: str, extra: list[str] | None = None) -> list[str]:
+    config = f"{{{{ synthlake_home() }}}}/conf/datasets/{dataset}.yaml"  # absolute: the jobs' cwd is the worker's
+    return [config, "--run-id", run_id, "--env", ENV_NAME, *(extra or [])]
+
+
+def chain_stages(args: list[str]) -> list[SynthlakeStageOperator]:
+    tasks = [stage_task(stage, args) for stage in STAGES]
+    for upstream, downstream in zip(tasks, tasks[1:], strict=False):
+        upstream >> downstream
+    return tasks
+
+
+# ---- the DAGs -----------------------------------------------------------------------------------------
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)  # noqa: UP017
+
+with DAG(
+    dag_id="synthlake_on_demand",
+    description="Learn a dataset and publish a validated synthetic copy, on request",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,  # one run at a time: the stages are heavy and share the lake and the registry
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
+    user_defined_filters=FILTERS,
+    params={
+        "dataset": Param("adult", type="string", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+                         description="dataset config: conf/datasets/<dataset>.yaml"),
+        "rows": Param(10_000, type="integer", minimum=1, description="synthetic rows to generate"),
+        "seed": Param(42, type="integer", minimum=0, maximum=2**31 - 1, description="the run's seed"),
+    },
+    tags=["synthlake"],
+    doc_md=__doc__,
+) as on_demand:
+    chain_stages(stage_args("{{ params.dataset }}", "{{ run_id | synthlake_run_id }}",
+                            ["--rows", "{{ params.rows }}", "--seed", "{{ params.seed }}"]))
+
+with DAG(
+    dag_id="synthlake_nightly",
+    description="Retrain on the adult dataset and publish tonight's synthetic partition",
+    schedule="0 2 * * *",
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
+    user_defined_filters=FILTERS,
+    tags=["synthlake"],
+    doc_md=__doc__,
+) as nightly:
+    # Keyed by the logical date: a rerun of the same night replaces its partition. A manual trigger
+    # without a logical date (possible in Airflow 3) falls back to its own run id.
+    chain_stages(stage_args(
+        "adult",
+        "{% if ds_nodash is defined %}nightly-{{ ds_nodash }}{% else %}{{ run_id | synthlake_run_id }}{% endif %}",
+    ))

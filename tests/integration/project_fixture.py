@@ -1,0 +1,97 @@
+"""A throwaway synthlake project for integration tests: its own params, lake, work dir and MLflow store.
+
+`make_project(root)` lays out, under `root`:
+
+    conf/            a copy of the repo's conf/ (datasets and environments)
+    conf/env/local.yaml   rewritten: work_dir, lake_dir and MLflow point into `root`; ivy_dir points to
+                          the repo's var/ivy (absolute), whose cache already holds the Delta jar
+    data -> REPO/data     a symlink: the source data is read, never written
+    params.yaml      the repo's, made tiny: 1 epoch, 200 rows, 1 training process, gates at 0.0
+
+Jobs find it through SYNTHLAKE_HOME=root (see `project_env`), and default to its params.yaml.
+Import it from tests in this folder: `from project_fixture import make_project, project_env`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent  # the project's environment: python, spark-submit, airflow
+
+TINY_PARAMS: dict[str, Any] = {
+    "seed": 7,
+    "rows": 200,
+    "train": {"epochs": 1, "batch_size": 100, "num_processes": 1, "max_rows": 2000},
+    "sample": {"partitions": 2, "block_rows": 100},
+    "validate": {"min_column_shape": 0.0, "min_mean_shape": 0.0},  # a 1-epoch model must pass the gate
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def make_project(root: Path, params: dict[str, Any] | None = None) -> Path:
+    """Build the project under `root` (created if missing) and return `root`."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "conf", root / "conf", dirs_exist_ok=True)
+    if not (root / "data").exists():
+        (root / "data").symlink_to(REPO / "data", target_is_directory=True)
+
+    repo_params = yaml.safe_load((REPO / "params.yaml").read_text()) or {}
+    (root / "params.yaml").write_text(yaml.safe_dump(_merge(repo_params, _merge(TINY_PARAMS, params or {})),
+                                                     sort_keys=False))
+
+    env = yaml.safe_load((REPO / "conf" / "env" / "local.yaml").read_text()) or {}
+    var = root / "var"
+    env.update(
+        work_dir=str(var),
+        lake_dir=str(var / "lake"),
+        ivy_dir=str(REPO / "var" / "ivy"),
+        mlflow={**env.get("mlflow", {}), "tracking_uri": f"sqlite:///{var / 'mlflow.db'}",
+                "artifact_location": str(var / "mlartifacts")},
+    )
+    env.setdefault("spark", {}).setdefault("conf", {})["spark.driver.memory"] = "2g"
+    (root / "conf" / "env" / "local.yaml").write_text(yaml.safe_dump(env, sort_keys=False))
+    var.mkdir(exist_ok=True)
+    return root
+
+
+def project_env(root: Path, **extra: str) -> dict[str, str]:
+    """os.environ for a subprocess working in the project at `root`: venv first on PATH, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SYNTHLAKE_", "PYSPARK_"))}
+    env.update(
+        SYNTHLAKE_HOME=str(root),
+        PATH=os.pathsep.join([str(VENV_BIN), env.get("PATH", "")]),
+        PYSPARK_PYTHON=sys.executable,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        GX_ANALYTICS_ENABLED="false",
+        DVC_NO_ANALYTICS="1",
+        DO_NOT_TRACK="1",
+    )
+    env.update(extra)
+    return env
+
+
+def airflow_env(root: Path, airflow_home: Path, **extra: str) -> dict[str, str]:
+    """project_env plus an isolated Airflow: its own home and SQLite DB, our dags/, a local Spark connection."""
+    return project_env(
+        root,
+        AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW_CONN_SPARK_LOCAL='{"conn_type": "spark", "host": "local[2]"}',
+        **extra,
+    )

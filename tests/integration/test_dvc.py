@@ -1,0 +1,195 @@
+"""DVC runs the five stages without Airflow: dvc.yaml's graph, its deps and its idempotence.
+
+The slow test runs `dvc repro` three times in a copy of the project (tiny params): everything, then nothing
+(all up to date), then only validate and publish after a validate param changed. The fast test checks that
+every stage's deps in dvc.yaml name the project modules the stage imports, so a new module cannot be left
+out (a stage that skips re-running on a code change it depends on is a silent stale output).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from project_fixture import REPO as REPO_ROOT
+from project_fixture import VENV_BIN, make_project, project_env
+
+STAGES = ["profile", "train", "sample", "validate", "publish"]
+PACKAGES = ("jobs", "pipelines", "synthlake")
+RUN_ID = "dvc"
+DATASET = "adult"
+CODE_DIRS = ("jobs", "pipelines", "synthlake")
+REPRO_TIMEOUT_S = 600
+
+
+# ---- the deps cover the imports (no subprocess, milliseconds) ---------------------------------------
+def _module_file(name: str) -> Path | None:
+    base = REPO_ROOT.joinpath(*name.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _project_imports(path: Path) -> set[str]:
+    """Project modules a file imports, at any depth (function-level imports included), plus sibling
+    .py files it names in a string (code handed to MLflow as a file, e.g. tracking.MODEL_CODE)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}  # `from pipelines import tracking`
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
+            sibling = path.with_name(node.value)
+            if sibling.is_file():
+                names.add(".".join(sibling.relative_to(REPO_ROOT).with_suffix("").parts))
+    return {n for n in names if n.split(".")[0] in PACKAGES}
+
+
+def stage_code(stage: str) -> set[str]:
+    """The files behind jobs/<stage>_job.py: it imports pipelines.<stage> by name (jobs.common.run_stage)."""
+    todo, files = [f"jobs.{stage}_job", f"pipelines.{stage}"], set()
+    while todo:
+        parts = todo.pop().split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py
+            path = _module_file(".".join(parts[:i]))
+            if path is not None and path not in files:
+                files.add(path)
+                todo.extend(_project_imports(path))
+    return {str(p.relative_to(REPO_ROOT)) for p in files}
+
+
+def dvc_stages() -> dict:
+    doc = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    variables = {k: v for entry in doc.get("vars", []) if isinstance(entry, dict) for k, v in entry.items()}
+
+    def interpolate(text: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: str(variables[m.group(1)]), text)
+
+    stages = {}
+    for name, stage in doc["stages"].items():
+        outs = [interpolate(next(iter(o)) if isinstance(o, dict) else o)
+                for key in ("outs", "metrics") for o in stage.get(key, [])]
+        stages[name] = {"cmd": interpolate(stage["cmd"]), "outs": outs, "params": stage.get("params", []),
+                        "deps": {interpolate(d) for d in stage.get("deps", [])}}
+    return stages
+
+
+def test_dvc_yaml_declares_the_five_stages_with_their_code_as_deps():
+    stages = dvc_stages()
+    assert list(stages) == STAGES
+    for name, stage in stages.items():
+        assert f"-m jobs.{name}_job " in stage["cmd"] and f"--run-id {RUN_ID}" in stage["cmd"]
+        missing = stage_code(name) - stage["deps"]
+        assert not missing, f"dvc.yaml: stage {name!r} imports {sorted(missing)}: list them in its deps"
+        stale = {d for d in stage["deps"] if not (REPO_ROOT / d).exists() and not d.startswith("var/")}
+        assert not stale, f"dvc.yaml: stage {name!r} depends on files that do not exist: {sorted(stale)}"
+        assert all(o.startswith(f"var/runs/{DATASET}/{RUN_ID}/") for o in stage["outs"]), stage["outs"]
+    assert f"var/runs/{DATASET}/{RUN_ID}/model" in stages["train"]["outs"]
+    assert f"var/runs/{DATASET}/{RUN_ID}/validation.json" in stages["validate"]["outs"]
+
+
+# ---- dvc repro in a copy of the project ---------------------------------------------------------------
+def _env(root: Path) -> dict[str, str]:
+    # The copy's code first on the path, so what runs is what DVC hashed as deps.
+    return project_env(root, PYTHONPATH=str(root))
+
+
+def _make_dvc_project(root: Path) -> Path:
+    """project_fixture's tiny project plus what DVC needs: dvc.yaml, the code it hashes, a git repo."""
+    make_project(root)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in CODE_DIRS:
+        shutil.copytree(REPO_ROOT / name, root / name, ignore=ignore)
+    shutil.copy2(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=root, env=_env(root), check=True)
+    (root / ".gitignore").write_text((REPO_ROOT / ".gitignore").read_text())
+    _dvc(root, "init", "-q")
+    # The repository's DVC config: analytics off, the default remote in var/dvc-remote.
+    shutil.copy2(REPO_ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    return root
+
+
+def _set_param(root: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=root, env=_env(root), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=REPRO_TIMEOUT_S)
+    if check and proc.returncode != 0:
+        pytest.fail(f"dvc {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-6000:]}")
+    return proc
+
+
+def _repro(root: Path) -> tuple[set[str], set[str], float]:
+    """`dvc repro`: the stages that ran, the ones skipped as unchanged, and the seconds it took."""
+    started = time.monotonic()
+    out = _dvc(root, "repro").stdout
+    seconds = time.monotonic() - started
+    ran = set(re.findall(r"Running stage '(\w+)'", out))
+    skipped = set(re.findall(r"Stage '(\w+)' didn't change, skipping", out))
+    return ran, skipped, seconds
+
+
+def _published_rows(root: Path, table: str) -> int:
+    from deltalake import DeltaTable
+
+    dataset = yaml.safe_load((root / "conf" / "datasets" / f"{DATASET}.yaml").read_text())
+    path = root / "var" / "lake" / dataset["output"][table]
+    return DeltaTable(str(path)).to_pyarrow_table(filters=[("run_id", "=", RUN_ID)]).num_rows
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = _make_dvc_project(tmp_path / "project")
+    run_dir = root / "var" / "runs" / DATASET / RUN_ID
+    timings = {}
+
+    # 1. Everything runs, in order, and the run's rows are published.
+    ran, _, timings["first"] = _repro(root)
+    assert ran == set(STAGES)
+    for record in ["profile.json", "train.json", "sample.json", "validation.json", "gx_result.json",
+                   "publish.json", "model/generator.json", "model/generator.pt"]:
+        assert (run_dir / record).is_file(), record
+    assert json.loads((run_dir / "validation.json").read_text())["passed"] is True
+    assert _published_rows(root, "published") == 200
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+    model_out = next(o for o in lock["stages"]["train"]["outs"] if o["path"].endswith("/model"))
+    assert model_out["md5"].endswith(".dir") and model_out["nfiles"] >= 2  # the model is in DVC's cache
+    source = next(d for d in lock["stages"]["profile"]["deps"] if d["path"] == "data/adult/adult.data")
+    assert source["md5"]  # the version of the data the run learned from
+
+    metrics = json.loads(_dvc(root, "metrics", "show", "--json").stdout)
+    assert "validation.json" in json.dumps(metrics)
+    _dvc(root, "push", "-q")
+    assert any((root / "var" / "dvc-remote").rglob("*")), "dvc push sent nothing to the default remote"
+
+    # 2. Nothing changed: nothing runs.
+    ran, skipped, timings["second"] = _repro(root)
+    assert ran == set() and skipped == set(STAGES)
+    assert "up to date" in _dvc(root, "status").stdout
+
+    # 3. A validate param changed: validate and publish run again, and the partition is replaced, not added.
+    _set_param(root, "validate", "max_rows", 1000)
+    ran, skipped, timings["after_param_change"] = _repro(root)
+    assert ran == {"validate", "publish"}
+    assert skipped == {"profile", "train", "sample"}
+    assert _published_rows(root, "published") == 200
+    assert _published_rows(root, "audit") == 1
+    print("\n[dvc] repro seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

@@ -1,0 +1,232 @@
+"""pipelines.config: the repo's configs load; every mistake is a ConfigError naming the key and the file."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import ConfigError, load_dataset, load_env, load_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID_DATASET = {
+    "name": "shop",
+    "source": {"path": "data/shop.csv", "format": "csv", "options": {"header": "true"}},
+    "target": "churned",
+    "generator": "ctgan",
+    "columns": [
+        {"name": "customer_id", "kind": "identifier"},
+        {"name": "age", "kind": "numeric", "integer": True},
+        {"name": "email", "kind": "pii", "pii": "email"},
+        {"name": "churned", "kind": "categorical"},
+    ],
+    "output": {"staging": "shop_staging", "published": "shop"},
+}
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def dataset_file(tmp_path: Path, **changes) -> Path:
+    data = copy.deepcopy(VALID_DATASET)
+    data.update(changes)
+    return write_yaml(tmp_path / "shop.yaml", data)
+
+
+def config_error(loader, path: Path, *args) -> str:
+    with pytest.raises(ConfigError) as info:
+        loader(path, *args)
+    message = str(info.value)
+    assert str(path) in message, "the error must name the file"
+    return message
+
+
+# ---- the repo's own configs ----------------------------------------------------------------------
+def test_repo_adult_dataset_loads_as_written():
+    path = REPO / "conf" / "datasets" / "adult.yaml"
+    raw = yaml.safe_load(path.read_text())
+    dataset = load_dataset(path)
+    assert dataset.name == raw["name"]
+    assert dataset.metadata.names == [c["name"] for c in raw["columns"]]
+    assert dataset.target == raw["target"] and dataset.target in dataset.metadata.names
+    assert [c.kind.value for c in dataset.columns] == [c["kind"] for c in raw["columns"]]
+    assert [c.integer for c in dataset.columns] == [c.get("integer", False) for c in raw["columns"]]
+    assert dataset.source.format == raw["source"]["format"]
+    assert dataset.output.published == raw["output"]["published"]
+
+
+def test_repo_params_load_as_written():
+    path = REPO / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    params = load_params(path)
+    assert params.seed == raw["seed"] and params.rows == raw["rows"]
+    for key, value in raw["train"].items():
+        assert getattr(params.train, key) == value, key
+    for key, value in raw["sample"].items():
+        assert getattr(params.sample, key) == value, key
+    for key, value in raw["validate"].items():
+        assert getattr(params.validate_, key) == value, key
+
+
+def test_repo_local_env_loads(monkeypatch):
+    monkeypatch.setenv("SYNTHLAKE_HOME", str(REPO))
+    raw = yaml.safe_load((REPO / "conf" / "env" / "local.yaml").read_text())
+    env = load_env("local")
+    assert env.work_dir == raw["work_dir"] and env.lake_dir == raw["lake_dir"]
+    assert env.spark.master == raw["spark"]["master"]
+
+
+def test_unknown_environment_names_the_missing_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYNTHLAKE_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="nowhere.yaml"):
+        load_env("nowhere")
+
+
+# ---- mistakes in a dataset config ----------------------------------------------------------------
+def test_valid_dataset_fixture_loads(tmp_path):
+    """The base of the failure cases below is itself valid, so each case fails for its own reason."""
+    dataset = load_dataset(dataset_file(tmp_path))
+    assert dataset.metadata.names == ["customer_id", "age", "email", "churned"]
+
+
+def test_unknown_top_level_key_is_named(tmp_path):
+    message = config_error(load_dataset, dataset_file(tmp_path, colour_scheme="dark"))
+    assert "colour_scheme" in message
+
+
+def test_unknown_nested_key_is_named_with_its_path(tmp_path):
+    data = copy.deepcopy(VALID_DATASET)
+    data["source"]["compresion"] = "gzip"
+    message = config_error(load_dataset, write_yaml(tmp_path / "d.yaml", data))
+    assert "source.compresion" in message
+
+
+def test_unknown_key_in_a_column_is_named(tmp_path):
+    data = copy.deepcopy(VALID_DATASET)
+    data["columns"][1]["integr"] = True
+    message = config_error(load_dataset, write_yaml(tmp_path / "d.yaml", data))
+    assert "integr" in message
+
+
+def test_target_not_among_columns_is_named(tmp_path):
+    message = config_error(load_dataset, dataset_file(tmp_path, target="lifetime_value"))
+    assert "lifetime_value" in message
+
+
+def test_duplicate_column_names_are_named(tmp_path):
+    data = copy.deepcopy(VALID_DATASET)
+    data["columns"].append({"name": "age", "kind": "categorical"})
+    message = config_error(load_dataset, write_yaml(tmp_path / "d.yaml", data))
+    assert "duplicate" in message and "age" in message
+
+
+def test_pii_kind_without_pii_type_is_named(tmp_path):
+    data = copy.deepcopy(VALID_DATASET)
+    data["columns"][2] = {"name": "email", "kind": "pii"}
+    message = config_error(load_dataset, write_yaml(tmp_path / "d.yaml", data))
+    assert "email" in message and "pii" in message
+
+
+def test_unknown_column_kind_is_an_error(tmp_path):
+    data = copy.deepcopy(VALID_DATASET)
+    data["columns"][1]["kind"] = "number"
+    message = config_error(load_dataset, write_yaml(tmp_path / "d.yaml", data))
+    assert "columns.1.kind" in message
+
+
+def test_only_generated_columns_is_an_error(tmp_path):
+    data = copy.deepcopy(VALID_DATASET)
+    data["columns"] = [c for c in data["columns"] if c["kind"] in ("identifier", "pii")]
+    data["target"] = None
+    message = config_error(load_dataset, write_yaml(tmp_path / "d.yaml", data))
+    assert "no column to learn" in message
+
+
+def test_missing_file_and_non_mapping_file_are_config_errors(tmp_path):
+    missing = tmp_path / "absent.yaml"
+    with pytest.raises(ConfigError, match="absent.yaml"):
+        load_dataset(missing)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    config_error(load_dataset, listing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    assert "YAML" in config_error(load_dataset, broken)
+
+
+# ---- mistakes in params ---------------------------------------------------------------------------
+def test_unknown_params_key_is_named(tmp_path):
+    message = config_error(load_params, write_yaml(tmp_path / "params.yaml", {"rowz": 10}))
+    assert "rowz" in message
+
+
+def test_nested_params_typo_is_named(tmp_path):
+    message = config_error(load_params, write_yaml(tmp_path / "params.yaml", {"train": {"epoch": 3}}))
+    assert "train.epoch" in message
+
+
+def test_wrong_type_is_named(tmp_path):
+    message = config_error(load_params, write_yaml(tmp_path / "params.yaml", {"rows": "many"}))
+    assert "rows" in message
+
+
+def test_out_of_bounds_value_is_named(tmp_path):
+    message = config_error(load_params, write_yaml(tmp_path / "params.yaml", {"train": {"epochs": 0}}))
+    assert "train.epochs" in message
+
+
+@pytest.mark.parametrize("batch_size,pac,ok", [(500, 10, True), (100, 5, True), (510, 10, False),
+                                               (90, 10, False), (60, 4, False)])
+def test_batch_size_must_be_a_multiple_of_twice_pac(tmp_path, batch_size, pac, ok):
+    path = write_yaml(tmp_path / "params.yaml", {"train": {"batch_size": batch_size, "pac": pac}})
+    if ok:
+        assert load_params(path).train.batch_size == batch_size
+    else:
+        assert "batch_size" in config_error(load_params, path)
+
+
+def test_missing_params_file_gives_defaults(tmp_path):
+    params = load_params(tmp_path / "no-params.yaml")
+    assert params.rows >= 1 and params.train.batch_size % (2 * params.train.pac) == 0
+
+
+# ---- environment variables and overrides ----------------------------------------------------------
+def test_env_vars_are_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHLAKE_TEST_BUCKET", "s3a://bucket-under-test")
+    data = copy.deepcopy(VALID_DATASET)
+    data["source"]["path"] = "${SYNTHLAKE_TEST_BUCKET}/raw/shop.parquet"
+    data["source"]["options"] = {"token": "${SYNTHLAKE_TEST_BUCKET}"}
+    dataset = load_dataset(write_yaml(tmp_path / "d.yaml", data))
+    assert dataset.source.path == "s3a://bucket-under-test/raw/shop.parquet"
+    assert dataset.source.options["token"] == "s3a://bucket-under-test"
+
+
+def test_unset_env_var_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("SYNTHLAKE_TEST_UNSET_VAR", raising=False)
+    data = copy.deepcopy(VALID_DATASET)
+    data["source"]["path"] = "${SYNTHLAKE_TEST_UNSET_VAR}/shop.csv"
+    with pytest.raises(ConfigError, match="SYNTHLAKE_TEST_UNSET_VAR"):
+        load_dataset(write_yaml(tmp_path / "d.yaml", data))
+
+
+def test_overrides_apply_on_top_of_the_file(tmp_path):
+    path = write_yaml(tmp_path / "params.yaml", {"seed": 3, "rows": 500, "train": {"epochs": 2}})
+    params = load_params(path, {"rows": 1234, "seed": 99})
+    assert (params.rows, params.seed, params.train.epochs) == (1234, 99, 2)
+
+
+def test_unset_overrides_keep_the_file_values(tmp_path):
+    """The CLI passes None for options not given: they must not replace the file's values."""
+    path = write_yaml(tmp_path / "params.yaml", {"seed": 3, "rows": 500})
+    params = load_params(path, {"rows": None, "seed": None})
+    assert (params.rows, params.seed) == (500, 3)
+
+
+def test_invalid_override_is_a_config_error(tmp_path):
+    path = write_yaml(tmp_path / "params.yaml", {"rows": 500})
+    assert "rows" in config_error(load_params, path, {"rows": 0})
