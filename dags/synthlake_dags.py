@@ -13,8 +13,8 @@ Parsing this file does no I/O and imports neither pyspark, pandas, mlflow nor sy
 it). Everything that depends on the machine is resolved when a task runs, in this order:
 
 ================  ====================================================================================
-Spark connection  Airflow Variable ``synthlake_spark_conn_id`` (or env ``AIRFLOW_VAR_SYNTHLAKE_SPARK_CONN_ID``),
-                  else ``spark_local``; define that one with
+Spark connection  Airflow Variable ``synthlake_spark_conn_id`` (an Airflow Variable can also come from
+                  env ``AIRFLOW_VAR_SYNTHLAKE_SPARK_CONN_ID``), else ``spark_local``; define that one with
                   ``AIRFLOW_CONN_SPARK_LOCAL='{"conn_type":"spark","host":"local[2]"}'``
 environment       Airflow Variable ``synthlake_env``, else env ``SYNTHLAKE_ENV``, else ``local``
                   (``conf/env/<name>.yaml``, passed to the jobs as ``--env``)
@@ -119,11 +119,11 @@ MACROS = {
 }
 FILTERS = {"synthlake_run_id": safe_run_id}
 
-ENV_NAME = f"{{{{ var.value.get('{ENV_VARIABLE}', synthlake_env_default()) }}}}"
-CONN_ID = f"{{{{ var.value.get('{CONN_ID_VARIABLE}', '{DEFAULT_CONN_ID}') }}}}"
-SPARK_CONF = {
-    "spark.jars.ivy": f"{{{{ synthlake_ivy_dir(var.value.get('{ENV_VARIABLE}', synthlake_env_default())) }}}}",
-}
+# Jinja, rendered when a task runs (var.value.get reads an Airflow Variable, with a default)
+_ENV_EXPR = f"var.value.get('{ENV_VARIABLE}', synthlake_env_default())"
+ENV_NAME = "{{ " + _ENV_EXPR + " }}"
+CONN_ID = "{{ var.value.get('" + CONN_ID_VARIABLE + "', '" + DEFAULT_CONN_ID + "') }}"
+SPARK_CONF = {"spark.jars.ivy": "{{ synthlake_ivy_dir(" + _ENV_EXPR + ") }}"}
 ENV_VARS = {
     "PYSPARK_PYTHON": "{{ synthlake_python() }}",
     "PYSPARK_DRIVER_PYTHON": "{{ synthlake_python() }}",
@@ -144,7 +144,7 @@ DEFAULT_ARGS = {
     "owner": "synthlake",
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
+    "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3.3 (True would mean 1: constant)
     "max_retry_delay": timedelta(minutes=15),
 }
 
@@ -193,7 +193,8 @@ def stage_task(stage: str, args: list[str]) -> SynthlakeStageOperator:
 
 
 def stage_args(dataset: str, run_id: str, extra: list[str] | None = None) -> list[str]:
-    config = f"{{{{ synthlake_home() }}}}/conf/datasets/{dataset}.yaml"  # absolute: the jobs' cwd is the worker's
+    # absolute: spark-submit runs in the worker's cwd, and the jobs read a relative config path from there
+    config = "{{ synthlake_home() }}/conf/datasets/" + dataset + ".yaml"
     return [config, "--run-id", run_id, "--env", ENV_NAME, *(extra or [])]
 
 
@@ -244,7 +245,6 @@ with DAG(
 ) as nightly:
     # Keyed by the logical date: a rerun of the same night replaces its partition. A manual trigger
     # without a logical date (possible in Airflow 3) falls back to its own run id.
-    chain_stages(stage_args(
-        "adult",
-        "{% if ds_nodash is defined %}nightly-{{ ds_nodash }}{% else %}{{ run_id | synthlake_run_id }}{% endif %}",
-    ))
+    nightly_run_id = ("{% if ds_nodash is defined %}nightly-{{ ds_nodash }}"
+                      "{% else %}{{ run_id | synthlake_run_id }}{% endif %}")
+    chain_stages(stage_args("adult", nightly_run_id))

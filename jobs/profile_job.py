@@ -1,4 +1,7 @@
-"""spark-submit entry point of the profile stage (not jobs/profile.py: that would shadow a stdlib module): `spark-submit jobs/profile_job.py CONFIG --run-id ID`."""
+"""spark-submit entry point of the profile stage: `spark-submit jobs/profile_job.py CONFIG --run-id ID`.
+
+(Not jobs/profile.py: Python puts a script's folder first on sys.path, where such a name can shadow a stdlib module.)
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""spark-submit entry point of the publish stage (not jobs/publish.py: that would shadow a stdlib module): `spark-submit jobs/publish_job.py CONFIG --run-id ID`."""
+"""spark-submit entry point of the publish stage: `spark-submit jobs/publish_job.py CONFIG --run-id ID`.
+
+(Not jobs/publish.py: Python puts a script's folder first on sys.path, where such a name can shadow a stdlib module.)
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""spark-submit entry point of the sample stage (not jobs/sample.py: that would shadow a stdlib module): `spark-submit jobs/sample_job.py CONFIG --run-id ID`."""
+"""spark-submit entry point of the sample stage: `spark-submit jobs/sample_job.py CONFIG --run-id ID`.
+
+(Not jobs/sample.py: Python puts a script's folder first on sys.path, where such a name can shadow a stdlib module.)
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""spark-submit entry point of the train stage (not jobs/train.py: that would shadow a stdlib module): `spark-submit jobs/train_job.py CONFIG --run-id ID`."""
+"""spark-submit entry point of the train stage: `spark-submit jobs/train_job.py CONFIG --run-id ID`.
+
+(Not jobs/train.py: Python puts a script's folder first on sys.path, where such a name can shadow a stdlib module.)
+"""
 
 import sys
 

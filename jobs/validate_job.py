@@ -1,4 +1,7 @@
-"""spark-submit entry point of the validate stage (not jobs/validate.py: that would shadow a stdlib module): `spark-submit jobs/validate_job.py CONFIG --run-id ID`."""
+"""spark-submit entry point of the validate stage: `spark-submit jobs/validate_job.py CONFIG --run-id ID`.
+
+(Not jobs/validate.py: Python puts a script's folder first on sys.path, where such a name can shadow a stdlib module.)
+"""
 
 import sys
 

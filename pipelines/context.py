@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import DatasetConfig, EnvConfig, Params, load_dataset, load_env, load_params, resolve
+from pipelines.config import (
+    ConfigError,
+    DatasetConfig,
+    EnvConfig,
+    Params,
+    load_dataset,
+    load_env,
+    load_params,
+    resolve,
+)
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
 
@@ -32,7 +41,7 @@ class RunContext:
              env_name: str | None = None, **overrides: Any) -> RunContext:
         """Load and validate everything a stage needs; `overrides` are top-level params (rows, seed)."""
         if not RUN_ID_PATTERN.match(run_id):
-            raise StageError(f"run id {run_id!r} must be 1-128 of letters, digits and _.:+- "
+            raise ConfigError(f"run id {run_id!r} must be 1-128 of letters, digits and _.:+- "
                              "and start with a letter or digit")
         return cls(
             config_path=str(config_path),

@@ -65,7 +65,6 @@ def build_suite(profile: dict):
 
 def run_expectations(df, profile: dict, run_id: str) -> dict:
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

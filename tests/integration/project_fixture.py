@@ -37,7 +37,8 @@ TINY_PARAMS: dict[str, Any] = {
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if nested else value
     return out
 
 
@@ -85,7 +86,7 @@ def project_env(root: Path, **extra: str) -> dict[str, str]:
 
 
 def airflow_env(root: Path, airflow_home: Path, **extra: str) -> dict[str, str]:
-    """project_env plus an isolated Airflow: its own home and SQLite DB, our dags/, a local Spark connection."""
+    """project_env plus an isolated Airflow: own home and SQLite DB, the repo's dags/, a local Spark conn."""
     return project_env(
         root,
         AIRFLOW_HOME=str(airflow_home),

@@ -8,6 +8,7 @@ lands in the home directory.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -43,13 +44,39 @@ SUMMARY = textwrap.dedent(
             "params": {k: dag.params[k] for k in dag.params},
             "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "application": t.application,
                                   "packages": t.packages, "args": t.application_args, "retries": t.retries,
+                                  "conn_id": t.conn_id, "conf": t.conf,
                                   "env_vars": sorted(t.env_vars)} for t in dag.tasks},
         }
+
+    class Variables:  # stands in for the `var` of a task's context: Airflow Variables, with defaults
+        def __init__(self, values):
+            self.value = self
+            self.values = values
+
+        def get(self, key, default=None):
+            return self.values.get(key, default)
+
+    def render(dag_id, task_id, **context):
+        task = bag.dags[dag_id].task_dict[task_id]
+        task.render_template_fields(context)
+        return {"conn_id": task.conn_id, "args": task.application_args, "conf": task.conf,
+                "env_vars": task.env_vars}
+
+    manual = "manual__2026-11-22T19:30:00.123456+00:00"
+    params = {"dataset": "adult", "rows": 123, "seed": 5}
+    rendered = {
+        "on_demand": render("synthlake_on_demand", "sample", run_id=manual, params=params, var=Variables(
+            {"synthlake_spark_conn_id": "spark_other", "synthlake_env": "other"})),
+        "nightly": render("synthlake_nightly", "sample", run_id="scheduled__2026-11-23T02:00:00+00:00",
+                          ds_nodash="20261123", params={}, var=Variables({})),
+        "nightly_no_date": render("synthlake_nightly", "profile", run_id="manual__x y", params={},
+                                  var=Variables({})),
+    }
     to_run_id = bag.dags["synthlake_on_demand"].user_defined_filters["synthlake_run_id"]
     run_ids = {given: to_run_id(given) for given in json.loads(sys.argv[3])}
     print("SUMMARY " + json.dumps({"import_errors": {str(k): v for k, v in bag.import_errors.items()},
                                    "dags": dags, "heavy_modules": heavy, "parse_s": parse_s,
-                                   "run_ids": run_ids}, default=str))
+                                   "run_ids": run_ids, "rendered": rendered}, default=str))
     """
 )
 
@@ -71,7 +98,8 @@ DAG_TEST = textwrap.dedent(
 )
 
 
-def _run(code: str, args: list[str], env: dict[str, str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
+def _run(code: str, args: list[str], env: dict[str, str], cwd: Path,
+         timeout: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -92,6 +120,7 @@ def summary(tmp_path_factory) -> dict:
                 timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = _tagged_json(proc.stdout, "SUMMARY")
+    result["home"] = str(root)
     print(f"\n[timing] DagBag subprocess {time.monotonic() - started:.1f}s (parse {result['parse_s']:.2f}s)")
     return result
 
@@ -116,6 +145,9 @@ def test_stages_run_in_order(summary, dag_id):
         assert {"PYSPARK_PYTHON", "SYNTHLAKE_HOME", "MLFLOW_DISABLE_TELEMETRY",
                 "GX_ANALYTICS_ENABLED"} <= set(task["env_vars"])
         assert "--run-id" in task["args"]
+        # resolved when the task runs: an Airflow Variable (or AIRFLOW_VAR_*), else spark_local
+        assert "synthlake_spark_conn_id" in task["conn_id"] and "spark_local" in task["conn_id"]
+        assert "spark.jars.ivy" in task["conf"]
 
 
 def test_on_demand_is_manual_with_params(summary):
@@ -156,6 +188,25 @@ def test_airflow_run_ids_are_valid_synthlake_run_ids(summary):
             assert made == given
 
 
+def test_templates_render_to_the_jobs_command_line(summary):
+    home = summary["home"]
+    on_demand = summary["rendered"]["on_demand"]
+    assert on_demand["conn_id"] == "spark_other"  # the Airflow Variable wins over spark_local
+    assert on_demand["args"] == [f"{home}/conf/datasets/adult.yaml", "--run-id",
+                                 "manual__2026-11-22T19:30:00.123456+00:00", "--env", "other",
+                                 "--rows", "123", "--seed", "5"]
+    assert on_demand["env_vars"]["SYNTHLAKE_HOME"] == home
+    assert on_demand["env_vars"]["PYSPARK_PYTHON"] == sys.executable
+    assert on_demand["env_vars"]["PATH"].split(os.pathsep)[0] == str(VENV_BIN)
+    assert on_demand["conf"]["spark.jars.ivy"] == f"{home}/var/ivy"  # no conf/env/other.yaml there
+
+    nightly = summary["rendered"]["nightly"]
+    assert nightly["conn_id"] == "spark_local"
+    assert nightly["args"] == [f"{home}/conf/datasets/adult.yaml", "--run-id", "nightly-20261123",
+                               "--env", "local"]
+    assert summary["rendered"]["nightly_no_date"]["args"][2] == "manual__x_y"
+
+
 @pytest.mark.slow
 def test_on_demand_dag_runs_end_to_end(tmp_path):
     from deltalake import DeltaTable
@@ -172,9 +223,14 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
     migrated = time.monotonic()
 
     rows = 250  # not params.yaml's 200: the DAG's `rows` param must reach the jobs
-    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"rows": rows, "seed": 3})], env, root, timeout=900)
+    # 2-4 minutes alone on 2 cores (five spark-submits, each starting a JVM); far more when other Spark
+    # jobs share the cores, hence the ceiling
+    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"rows": rows, "seed": 3})], env, root, timeout=1200)
     done = time.monotonic()
     print(f"\n[timing] airflow db migrate {migrated - started:.1f}s, dag.test {done - migrated:.1f}s")
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if "[synthlake]" in line and "done in" in line:
+            print("[timing]", line[line.index("[synthlake]"):][:100])
     logs = proc.stdout[-6000:] + proc.stderr[-6000:]
     assert proc.returncode == 0, logs
     run = _tagged_json(proc.stdout, "DAGRUN")

@@ -1,0 +1,52 @@
+"""The `synthlake` command's contract: help, exit codes and errors that name what is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from project_fixture import VENV_BIN, make_project, project_env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("cli"))
+
+
+def synthlake(root, *args):
+    return subprocess.run([str(VENV_BIN / "synthlake"), *args], cwd=root, env=project_env(root),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_command(project):
+    out = synthlake(project, "--help")
+    assert out.returncode == 0
+    for command in ("run", "profile", "train", "sample", "validate", "publish", "infer-config"):
+        assert command in out.stdout
+    stage_help = synthlake(project, "sample", "--help").stdout
+    for option in ("--run-id", "--rows", "--seed", "--params", "--env"):
+        assert option in stage_help
+
+
+def test_unknown_key_in_dataset_config_exits_2_naming_it(project):
+    bad = project / "conf" / "datasets" / "typo.yaml"
+    bad.write_text((project / "conf" / "datasets" / "adult.yaml").read_text().replace("target:", "tagret:"))
+    out = synthlake(project, "run", str(bad))
+    assert out.returncode == 2
+    assert "tagret" in out.stderr and "typo.yaml" in out.stderr
+    assert not (project / "var" / "lake").exists()  # nothing written
+
+
+def test_wrong_param_type_exits_2_naming_it(project):
+    out = synthlake(project, "run", "conf/datasets/adult.yaml", "--rows", "0")
+    assert out.returncode == 2 and "rows" in out.stderr
+
+
+def test_stage_without_run_id_is_a_usage_error(project):
+    out = synthlake(project, "train", "conf/datasets/adult.yaml")
+    assert out.returncode == 2 and "--run-id" in out.stderr
+
+
+def test_bad_run_id_is_refused(project):
+    out = synthlake(project, "profile", "conf/datasets/adult.yaml", "--run-id", "../escape")
+    assert out.returncode == 2 and "run id" in out.stderr
