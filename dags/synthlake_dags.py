@@ -129,10 +129,10 @@ ENV_VARS = {
     "PYSPARK_DRIVER_PYTHON": "{{ synthlake_python() }}",
     "PATH": "{{ synthlake_path() }}",
     "SYNTHLAKE_HOME": "{{ synthlake_home() }}",
-    # spark-submit runs `python jobs/<stage>.py`, which puts jobs/ first on sys.path, where jobs/profile.py
-    # shadows the standard library's `profile` (imported by cProfile, imported by pyspark): pyspark then
-    # fails to import. Python 3.11's safe path leaves the script's folder off sys.path; the jobs import
-    # the project as the installed package it is.
+    # spark-submit runs `python jobs/<stage>_job.py`, which would put jobs/ first on sys.path, where a
+    # module named like a stdlib one shadows it (a jobs/profile.py once broke pyspark's `import cProfile`).
+    # Python 3.11's safe path leaves the script's folder off sys.path; the jobs import the project as the
+    # installed package it is.
     "PYTHONSAFEPATH": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GX_ANALYTICS_ENABLED": "false",
@@ -173,7 +173,7 @@ class SynthlakeStageOperator(SparkSubmitOperator):
             code = getattr(process, "returncode", None)
             if code in NO_RETRY_EXIT_CODES:
                 raise AirflowFailException(
-                    f"jobs/{self.stage}_job.py exited {code} (bad configuration or arguments): not retrying"
+                    f"{self.application} exited {code} (bad configuration or arguments): not retrying"
                 ) from exc
             raise
 

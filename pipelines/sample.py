@@ -51,7 +51,7 @@ def synthetic_frame(spark, ctx: RunContext, model_files: dict[str, bytes]):
 
     schema = output_schema(ctx)
     generate = make_block_sampler(model_files, p.rows, p.sample.block_rows, p.seed, ctx.run_id,
-                                  to_arrow_schema(schema))
+                                  to_arrow_schema(schema, timezone="UTC"))
     ids = spark.range(0, blocks, 1, numPartitions=min(p.sample.partitions, blocks))
     return ids.mapInArrow(generate, schema)
 

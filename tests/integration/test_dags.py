@@ -196,6 +196,7 @@ def test_templates_render_to_the_jobs_command_line(summary):
                                  "manual__2026-11-22T19:30:00.123456+00:00", "--env", "other",
                                  "--rows", "123", "--seed", "5"]
     assert on_demand["env_vars"]["SYNTHLAKE_HOME"] == home
+    assert on_demand["env_vars"]["PYTHONSAFEPATH"] == "1"
     assert on_demand["env_vars"]["PYSPARK_PYTHON"] == sys.executable
     assert on_demand["env_vars"]["PATH"].split(os.pathsep)[0] == str(VENV_BIN)
     assert on_demand["conf"]["spark.jars.ivy"] == f"{home}/var/ivy"  # no conf/env/other.yaml there
