@@ -25,8 +25,8 @@ Python            the worker's interpreter (``sys.executable``): ``PYSPARK_PYTHO
                   executors, and its ``bin/`` (where pip put ``spark-submit``) goes first on ``PATH``
 ================  ====================================================================================
 
-Exit codes of the jobs: 0 done, 1 the stage failed (retried: it may be a crash), 2 bad configuration or
-arguments (failed at once, without retries: it cannot get better by itself).
+Exit codes of the jobs: 0 done, 1 a crash (retried), 2 bad configuration or arguments, 3 a refused stage
+such as a failed validation gate (2 and 3 fail at once, without retries: they cannot get better by themselves).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ STAGES = ("profile", "train", "sample", "validate", "publish")
 DEFAULT_CONN_ID = "spark_local"
 CONN_ID_VARIABLE = "synthlake_spark_conn_id"
 ENV_VARIABLE = "synthlake_env"
-NO_RETRY_EXIT_CODES = frozenset({2})  # bad config or arguments: retrying cannot help
+NO_RETRY_EXIT_CODES = frozenset({2, 3})  # bad config or arguments, a refused stage (failed gate): retrying cannot help
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")  # = pipelines.context.RUN_ID_PATTERN
 
 # Generous ceilings per stage: a hung Spark job must not hold a worker slot forever.
@@ -104,8 +104,11 @@ def safe_run_id(value: Any) -> str:
     Airflow's own ids (manual__2026-01-01T02:00:00.123456+00:00, scheduled__...) pass unchanged; ids
     given through the API or UI may hold other characters, which become '_'.
     """
-    text = re.sub(r"[^A-Za-z0-9_.:+-]", "_", str(value))
-    if not text or not text[0].isalnum():
+    text = str(value)
+    if RUN_ID_PATTERN.match(text):
+        return text
+    text = re.sub(r"[^A-Za-z0-9_.:+-]", "_", text)
+    if not text or not RUN_ID_PATTERN.match(text[0]):
         text = "r" + text
     return text[:128]
 
@@ -173,7 +176,7 @@ class SynthlakeStageOperator(SparkSubmitOperator):
             code = getattr(process, "returncode", None)
             if code in NO_RETRY_EXIT_CODES:
                 raise AirflowFailException(
-                    f"{self.application} exited {code} (bad configuration or arguments): not retrying"
+                    f"{self.application} exited {code} (bad configuration or a refused stage): not retrying"
                 ) from exc
             raise
 

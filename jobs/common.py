@@ -9,7 +9,8 @@ import os
 import sys
 import time
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# 1 stays Python's own code for a crash (worth a retry); 2 and 3 are verdicts a retry cannot change.
+EXIT_OK, EXIT_BAD_INPUT, EXIT_STAGE_REFUSED = 0, 2, 3
 STAGES = ["profile", "train", "sample", "validate", "publish"]
 
 
@@ -50,7 +51,8 @@ def run_stage(stage: str, ctx, spark) -> dict:
 
 
 def guarded(fn) -> int:
-    """Turn our errors into a message and an exit code instead of a traceback."""
+    """Our errors become a message and an exit code: 2 bad configuration or arguments, 3 a stage refused
+    (failed gate, missing earlier stage, bad source data). Anything else is a crash: traceback, exit 1."""
     from pipelines.config import ConfigError
     from pipelines.context import StageError
 
@@ -62,7 +64,7 @@ def guarded(fn) -> int:
         return EXIT_BAD_INPUT
     except StageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_STAGE_REFUSED
 
 
 def stage_main(stage: str, argv: list[str] | None = None) -> int:

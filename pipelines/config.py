@@ -180,7 +180,10 @@ def _validate(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
 
 
 def load_dataset(path: str | Path) -> DatasetConfig:
+    """A relative path is looked up in the working directory, then in the project root."""
     path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = project_root() / path
     return _validate(DatasetConfig, _read_yaml(path), path)
 
 

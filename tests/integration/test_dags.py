@@ -80,8 +80,8 @@ SUMMARY = textwrap.dedent(
     """
 )
 
-# Runs synthlake_on_demand with dag.test(), retries off (a failure should fail the test now, not in
-# minutes), and prints the dag run's id and state.
+# Runs synthlake_on_demand with dag.test() and prints the dag run's id, state and task states. argv[3]
+# "no-retries" turns retries off (a failure should fail the test now, not after minutes of retry delay).
 DAG_TEST = textwrap.dedent(
     """
     import json, sys
@@ -89,11 +89,14 @@ DAG_TEST = textwrap.dedent(
     bag = DagBag(dag_folder=sys.argv[1])
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["synthlake_on_demand"]
-    for task in dag.tasks:
-        task.retries = 0
+    if sys.argv[3] == "no-retries":
+        for task in dag.tasks:
+            task.retries = 0
     run = dag.test(run_conf=json.loads(sys.argv[2]))
+    tis = run.get_task_instances()
     print("DAGRUN " + json.dumps({"run_id": run.run_id, "state": str(run.state),
-                                  "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
+                                  "tasks": {ti.task_id: str(ti.state) for ti in tis},
+                                  "tries": {ti.task_id: ti.try_number for ti in tis}}))
     """
 )
 
@@ -226,7 +229,8 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
     rows = 250  # not params.yaml's 200: the DAG's `rows` param must reach the jobs
     # 2-4 minutes alone on 2 cores (five spark-submits, each starting a JVM); far more when other Spark
     # jobs share the cores, hence the ceiling
-    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"rows": rows, "seed": 3})], env, root, timeout=1200)
+    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"rows": rows, "seed": 3}), "no-retries"], env, root,
+                timeout=1200)
     done = time.monotonic()
     print(f"\n[timing] airflow db migrate {migrated - started:.1f}s, dag.test {done - migrated:.1f}s")
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -243,3 +247,25 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
     assert len(mine) == rows
     assert set(published["run_id"]) == {run["run_id"]}
     assert {"age", "income"} <= set(mine.columns)
+
+
+@pytest.mark.slow
+def test_bad_config_fails_at_once_without_retries(tmp_path):
+    """A dataset with no config: jobs exit 2, and the task fails on its first try though retries=2."""
+    root = make_project(tmp_path / "project")
+    env = airflow_env(root, tmp_path / "airflow")
+    migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, cwd=root,
+                             capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+
+    started = time.monotonic()
+    # a retry would wait retry_delay (2 minutes) first: the timeout catches one
+    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"dataset": "no_such_dataset"}), "keep-retries"], env, root,
+                timeout=110)
+    print(f"\n[timing] failing dag.test {time.monotonic() - started:.1f}s")
+    logs = proc.stdout[-6000:] + proc.stderr[-6000:]
+    run = _tagged_json(proc.stdout, "DAGRUN")
+    assert run["state"] == "failed", logs
+    assert run["tasks"]["profile"] == "failed" and run["tries"]["profile"] == 1, run
+    assert "exited 2 (bad configuration or a refused stage): not retrying" in proc.stdout + proc.stderr
+    assert not (root / "var" / "lake").exists()

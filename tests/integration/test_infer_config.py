@@ -82,5 +82,5 @@ def test_existing_config_is_not_overwritten(project):
     target = project / "conf" / "datasets" / "adult.yaml"
     before = target.read_text()
     out = synthlake(project, "infer-config", "data_in/customers.csv", "--name", "adult")
-    assert out.returncode == 1 and "--force" in out.stderr
+    assert out.returncode == 3 and "--force" in out.stderr
     assert target.read_text() == before
