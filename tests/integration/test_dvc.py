@@ -26,7 +26,7 @@ PACKAGES = ("jobs", "pipelines", "synthlake")
 RUN_ID = "dvc"
 DATASET = "adult"
 CODE_DIRS = ("jobs", "pipelines", "synthlake")
-REPRO_TIMEOUT_S = 900  # one dvc command; about 3 min on an idle 2-core machine, much more when shared
+REPRO_TIMEOUT_S = 900  # one dvc command: the first repro took 5-9 min on a shared 2-core machine
 
 
 # ---- the deps cover the imports (no subprocess, milliseconds) ---------------------------------------
