@@ -160,9 +160,7 @@ class CTGANGenerator(Generator):
         opt_d.zero_grad(set_to_none=False)
         (loss + penalty).backward()
         if world > 1:
-            for p in disc.parameters():
-                dist.all_reduce(p.grad)
-                p.grad /= world
+            _average_gradients(disc)
         opt_d.step()
         return loss.item()
 
@@ -217,6 +215,18 @@ class CTGANGenerator(Generator):
         self.network, _ = self._networks(cond_dim)
         weights = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         self.network.load_state_dict(weights)
+
+
+def _average_gradients(module: torch.nn.Module) -> None:
+    """All-reduce a module's gradients as one flat buffer: one collective per step, not one per tensor."""
+    grads = [p.grad for p in module.parameters()]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def _activate(raw: torch.Tensor, output_info, gen: torch.Generator | None) -> torch.Tensor:
