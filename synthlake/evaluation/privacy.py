@@ -2,10 +2,12 @@
 
 Distances between rows are Gower distances over the learned columns: each column contributes a value in
 [0, 1] and the distance is their mean. A numeric or datetime column contributes |F(x) - F(y)|, with F the
-real training data's empirical CDF (mid-ranks, linear between observed values), so an outlier does not
-dwarf the other columns; a categorical column contributes 0 for equal values and 1 otherwise; a null is a
-value of its own (null and null: 0; null and a value: 1). They are computed as L1 distances on an encoded
-matrix with scikit-learn's NearestNeighbors, so they are exact.
+real training data's empirical CDF (mid-ranks, linear between observed values, flat beyond the real range:
+a value past the real maximum is as close as the maximum, which errs on the side of privacy), so an outlier
+does not dwarf the other columns; a categorical column contributes 0 for equal values and 1 otherwise; a null is a
+value of its own (null and null: 0; null and a value: 1). They are computed exactly, in chunks: the categorical
+mismatches as one matrix product of one-hot blocks, the numeric terms column by column (several times faster
+than a nearest-neighbour index over the mixed encoding, whose dimension the one-hot columns inflate).
 
 Record-level metrics (against the real training rows `real`, and the holdout the generator never saw):
 - exact_match_share: share of synthetic rows identical to some training row (0 ideal).
@@ -31,6 +33,7 @@ quantile bins of the real data) and a sensitive column:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -41,7 +44,6 @@ from synthlake.evaluation.base import (
     Discretizer,
     Metric,
     is_continuous,
-    openmp_threads,
     row_hashes,
     to_float,
     to_labels,
@@ -50,8 +52,20 @@ from synthlake.evaluation.base import (
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """Rows ready for Gower distances: CDF positions (nan for null) and one-hot categories, one block each."""
+
+    cdf: np.ndarray  # (rows, numeric columns), float64
+    onehot: np.ndarray  # (rows, all categories of all categorical columns), float32 0/1
+    columns: int  # learned columns, numeric and categorical
+
+    def __len__(self) -> int:
+        return self.cdf.shape[0]
+
+
 class GowerEncoder:
-    """Rows as vectors whose L1 distance, divided by the number of columns, is their Gower distance."""
+    """Encodes rows for exact Gower distances (see the module's docstring)."""
 
     def __init__(self, real: pd.DataFrame, specs: list[ColumnSpec], *others: pd.DataFrame):
         """The CDFs are the real rows'; the categories are those of all the frames (so that any two different
@@ -71,34 +85,59 @@ class GowerEncoder:
                 labels = pd.concat([to_labels(f[spec.name]) for f in (real, *others)], ignore_index=True)
                 self.categories[spec.name] = pd.Index(pd.unique(labels))
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        blocks = []
+    def encode(self, frame: pd.DataFrame) -> Encoded:
+        cdf, onehot = [], []
         for spec in self.specs:
             if is_continuous(spec):
-                values, cdf = self.cdf[spec.name]
+                values, positions = self.cdf[spec.name]
                 x = to_float(frame[spec.name])
-                missing = np.isnan(x)
-                f = np.interp(x, values, cdf) if values.size else np.zeros_like(x)
-                # (F/2, (1-F)/2): L1 |F - F'| between values, 1/2 between a value and a null, plus 1/2 for the
-                # null flag: 1 between a value and a null, 0 between two nulls
-                blocks.append(np.column_stack([np.where(missing, 0, f / 2), np.where(missing, 0, (1 - f) / 2),
-                                               missing * 0.5]))
+                f = np.interp(x, values, positions) if values.size else np.zeros_like(x)
+                cdf.append(np.where(np.isnan(x), np.nan, f))
             else:
-                cats, labels = self.categories[spec.name], to_labels(frame[spec.name])
-                codes = cats.get_indexer(labels)
-                onehot = np.zeros((len(frame), len(cats) + 1))
-                # one-hot at 1/2: two categories differ by 1 (a value of a frame not seen here: its own column)
-                onehot[np.arange(len(frame)), np.where(codes < 0, len(cats), codes)] = 0.5
-                blocks.append(onehot)
-        return np.hstack(blocks) / max(len(self.specs), 1)
+                cats = self.categories[spec.name]
+                codes = cats.get_indexer(to_labels(frame[spec.name]))
+                block = np.zeros((len(frame), len(cats) + 1), dtype=np.float32)
+                block[np.arange(len(frame)), np.where(codes < 0, len(cats), codes)] = 1  # unseen: a column of its own
+                onehot.append(block)
+        return Encoded(np.column_stack(cdf) if cdf else np.empty((len(frame), 0)),
+                       np.hstack(onehot) if onehot else np.empty((len(frame), 0), dtype=np.float32),
+                       len(self.specs))
+
+    def distances(self, a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
+        """The full matrix of Gower distances between the rows of two (small) frames."""
+        return _gower(self.encode(a), self.encode(b), slice(None))
 
 
-def _neighbours(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
-    from sklearn.neighbors import NearestNeighbors
+def _gower(queries: Encoded, reference: Encoded, rows: slice) -> np.ndarray:
+    """Gower distances from queries[rows] to every reference row. Categorical mismatches come from one
+    matrix product of the one-hot blocks (exact: sums of 0/1), numeric terms column by column."""
+    n_cat = queries.columns - queries.cdf.shape[1]
+    d = np.zeros((len(queries.cdf[rows]), len(reference)))
+    if queries.onehot.shape[1]:
+        d += n_cat - (queries.onehot[rows] @ reference.onehot.T)
+    for j in range(queries.cdf.shape[1]):
+        a, b = queries.cdf[rows, j], reference.cdf[:, j]
+        term = np.abs(a[:, None] - b[None, :])
+        a_null, b_null = np.isnan(a), np.isnan(b)
+        if a_null.any() or b_null.any():
+            term[np.isnan(term)] = 1.0  # a value and a null
+            term[np.outer(a_null, b_null)] = 0.0  # two nulls
+        d += term
+    return d / max(queries.columns, 1)
 
-    index = NearestNeighbors(n_neighbors=k, metric="manhattan").fit(reference)
-    with openmp_threads(1):  # scikit-learn's k-nearest-neighbour search runs on OpenMP: see openmp_threads
-        return index.kneighbors(queries, return_distance=True)[0]
+
+def _nearest(reference: Encoded, queries: Encoded, k: int = 1, chunk: int = 1 << 22) -> np.ndarray:
+    """The k smallest Gower distances from each query row to the reference rows, ascending (exact, computed
+    in chunks of about `chunk` distances to bound memory)."""
+    out = np.empty((len(queries), k))
+    step = max(1, chunk // max(len(reference), 1))
+    for start in range(0, len(queries), step):
+        rows = slice(start, start + step)
+        d = _gower(queries, reference, rows)
+        if len(reference) > k:
+            d = np.partition(d, k - 1, axis=1)[:, :k]
+        out[rows] = np.sort(d, axis=1)
+    return out
 
 
 def _equal_samples(real: pd.DataFrame, holdout: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -112,8 +151,8 @@ def dcr(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, meta
     equal numbers of training and holdout rows (the larger side sampled down). For the DCR histogram."""
     real, holdout = _equal_samples(real, holdout, seed)
     encoder = GowerEncoder(real, metadata.learned_columns, holdout, synthetic)
-    s = encoder.transform(synthetic)
-    return _neighbours(encoder.transform(real), s)[:, 0], _neighbours(encoder.transform(holdout), s)[:, 0]
+    s = encoder.encode(synthetic)
+    return _nearest(encoder.encode(real), s)[:, 0], _nearest(encoder.encode(holdout), s)[:, 0]
 
 
 class _Privacy(Metric):
@@ -158,7 +197,7 @@ class NNDR(_Privacy):
         if len(real) < 2 or len(synthetic) == 0:
             return float("nan")
         encoder = GowerEncoder(real, metadata.learned_columns, synthetic)
-        d = _neighbours(encoder.transform(real), encoder.transform(synthetic), k=2)
+        d = _nearest(encoder.encode(real), encoder.encode(synthetic), k=2)
         ratio = np.divide(d[:, 0], d[:, 1], out=np.zeros(len(d)), where=d[:, 1] > 0)
         return float(ratio.mean())
 
@@ -179,9 +218,9 @@ class MembershipInferenceAUC(_Privacy):
         if len(members) == 0 or len(synthetic) == 0:
             return float("nan")
         encoder = GowerEncoder(members, metadata.learned_columns, non_members, synthetic)
-        s = encoder.transform(synthetic)
-        d_members = _neighbours(s, encoder.transform(members))[:, 0]
-        d_non_members = _neighbours(s, encoder.transform(non_members))[:, 0]
+        s = encoder.encode(synthetic)
+        d_members = _nearest(s, encoder.encode(members))[:, 0]
+        d_non_members = _nearest(s, encoder.encode(non_members))[:, 0]
         labels = np.r_[np.ones(len(d_members)), np.zeros(len(d_non_members))]
         return float(roc_auc_score(labels, -np.r_[d_members, d_non_members]))
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from synthlake.evaluation import MissingContext, evaluate, get_metric
-from synthlake.evaluation.privacy import GowerEncoder, dcr
+from synthlake.evaluation.privacy import GowerEncoder, _nearest, dcr
 from synthlake.metadata import ColumnKind, ColumnSpec, PiiType, TableMetadata
 
 META = TableMetadata(columns=[
@@ -73,17 +73,54 @@ def test_gower_distance_on_a_hand_built_table():
     meta = TableMetadata(columns=[ColumnSpec(name="n", kind=ColumnKind.NUMERIC),
                                   ColumnSpec(name="c", kind=ColumnKind.CATEGORICAL)])
     real = pd.DataFrame({"n": [0.0, 1.0, 2.0, 3.0], "c": ["a", "a", "b", "b"]})
-    encoder = GowerEncoder(real, meta.learned_columns)
-    rows = encoder.transform(pd.DataFrame({"n": [0.0, 0.0, 3.0, np.nan, np.nan], "c": ["a", "b", "a", "a", "z"]}))
-
-    def distance(i, j):
-        return np.abs(rows[i] - rows[j]).sum()
+    rows = pd.DataFrame({"n": [0.0, 0.0, 3.0, np.nan, np.nan, 9.0], "c": ["a", "b", "a", "a", "z", "a"]})
+    d = GowerEncoder(real, meta.learned_columns, rows).distances(rows, rows)
     # mid-rank CDF of 0 and 3 in [0, 1, 2, 3]: 1/8 and 7/8; two columns, so each counts half
-    assert distance(0, 1) == pytest.approx(0.5), "category differs"
-    assert distance(0, 2) == pytest.approx((7 / 8 - 1 / 8) / 2), "numeric by CDF distance"
-    assert distance(0, 3) == pytest.approx(0.5), "a null is 1 away from any value"
-    assert distance(3, 4) == pytest.approx(0.5), "a category the real data lacks is still 1 away"
-    assert distance(3, 3) == 0.0
+    assert d[0, 1] == pytest.approx(0.5), "category differs"
+    assert d[0, 2] == pytest.approx((7 / 8 - 1 / 8) / 2), "numeric by CDF distance"
+    assert d[0, 3] == pytest.approx(0.5), "a null is 1 away from any value"
+    assert d[3, 4] == pytest.approx(0.5), "a category the real data lacks is still 1 away"
+    assert d[2, 5] == 0.0, "beyond the real range the CDF saturates: as close as the real maximum (pessimistic)"
+    assert (np.diag(d) == 0).all() and np.allclose(d, d.T)
+
+
+def naive_gower(a: pd.DataFrame, b: pd.DataFrame, real: pd.DataFrame) -> np.ndarray:
+    """The definition, row by row: for a reference to compare the chunked computation with."""
+    numeric = ["age", "income", "joined"]  # joined as integer nanoseconds here
+
+    def cdf(column, v):
+        """Mid-rank empirical CDF of the real values, linear in between."""
+        x = np.sort(real[column].dropna().to_numpy(dtype=float))
+        values = np.unique(x)
+        mid_ranks = (np.searchsorted(x, values, "left") + np.searchsorted(x, values, "right")) / 2 / x.size
+        return float(np.interp(v, values, mid_ranks))
+
+    out = np.zeros((len(a), len(b)))
+    for i, ra in enumerate(a.itertuples(index=False)):
+        for j, rb in enumerate(b.itertuples(index=False)):
+            total = 0.0
+            for column in ("age", "income", "city", "joined"):
+                va, vb = getattr(ra, column), getattr(rb, column)
+                if pd.isna(va) or pd.isna(vb):
+                    total += float(pd.isna(va) != pd.isna(vb))
+                elif column in numeric:
+                    total += abs(cdf(column, va) - cdf(column, vb))
+                else:
+                    total += float(va != vb)
+            out[i, j] = total / 4
+    return out
+
+
+def test_chunked_nearest_distances_match_the_definition():
+    real = TRAIN.iloc[:60].assign(joined=TRAIN["joined"].iloc[:60].astype("int64"))
+    queries = FRESH.iloc[:25].assign(joined=FRESH["joined"].iloc[:25].astype("int64"),
+                                     city=FRESH["city"].iloc[:25].where(FRESH.index[:25] % 7 != 0, None))
+    meta = TableMetadata(columns=[*META.columns[1:4], ColumnSpec(name="joined", kind=ColumnKind.NUMERIC)])
+    expected = np.sort(naive_gower(queries, real, real), axis=1)[:, :2]
+    encoder = GowerEncoder(real, meta.learned_columns, queries)
+    nearest = _nearest(encoder.encode(real), encoder.encode(queries), k=2, chunk=100)  # many small chunks
+    assert np.allclose(nearest, expected)
+    assert np.isnan(queries["income"]).any() and queries["city"].isna().any(), "nulls are exercised"
 
 
 def test_dcr_distances_for_the_histogram():
