@@ -61,6 +61,11 @@ class RunContext:
         return f"{resolve(self.env.lake_dir).rstrip('/')}/{name}"
 
     @property
+    def partition_filter(self) -> str:
+        """The SQL predicate of this run's partition (safe to inline: run ids are validated above)."""
+        return f"run_id = '{self.run_id}'"
+
+    @property
     def model_name(self) -> str:
         return f"synthlake-{self.dataset.name}"
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from pipelines.context import RunContext
+from pipelines.context import RunContext, StageError
 from pipelines.source import read_source, source_fingerprint, spark_type
 from synthlake.inference import detect_pii
 from synthlake.metadata import ColumnKind
@@ -54,8 +54,6 @@ def _statistics(df, ctx: RunContext) -> dict:
     stats = df.agg(*aggs).first().asDict()
     rows = stats["__rows"]
     if rows == 0:
-        from pipelines.context import StageError
-
         raise StageError(f"dataset '{ctx.dataset.name}': the source has no rows")
     sample = df.limit(PII_SCAN_ROWS).toPandas()
     columns = {}

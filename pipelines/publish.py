@@ -23,7 +23,7 @@ def run(ctx: RunContext, spark) -> dict:
     profile = ctx.read_json("profile.json", "profile")
     trained = ctx.read_json("train.json", "train")
     staged = (spark.read.format("delta").load(ctx.table_path("staging"))
-              .where(f"run_id = '{ctx.run_id}'"))
+              .where(ctx.partition_filter))
     rows = staged.count()
     expected = ctx.read_json("sample.json", "sample")["rows"]
     if rows != expected:
@@ -31,7 +31,7 @@ def run(ctx: RunContext, spark) -> dict:
                          f"{expected}: re-run sample and validate")
     published = ctx.table_path("published")
     (staged.write.format("delta").mode("overwrite").partitionBy("run_id")
-     .option("replaceWhere", f"run_id = '{ctx.run_id}'").save(published))
+     .option("replaceWhere", ctx.partition_filter).save(published))
     _set_champion(ctx, trained)
     audit = {
         "run_id": ctx.run_id, "dataset": ctx.dataset.name,

@@ -25,8 +25,8 @@ def run(ctx: RunContext, spark) -> dict:
     df = synthetic_frame(spark, ctx, model_files)
     path = ctx.table_path("staging")
     (df.write.format("delta").mode("overwrite").partitionBy("run_id")
-       .option("replaceWhere", f"run_id = '{ctx.run_id}'").save(path))
-    rows = spark.read.format("delta").load(path).where(f"run_id = '{ctx.run_id}'").count()
+       .option("replaceWhere", ctx.partition_filter).save(path))
+    rows = spark.read.format("delta").load(path).where(ctx.partition_filter).count()
     result = {"staging_table": path, "rows": rows, "partitions": ctx.params.sample.partitions,
               "seed": ctx.params.seed, "model_version": trained["model_version"]}
     ctx.write_json("sample.json", result)

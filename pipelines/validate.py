@@ -19,7 +19,7 @@ def run(ctx: RunContext, spark) -> dict:
     profile = ctx.read_json("profile.json", "profile")
     ctx.read_json("sample.json", "sample")
     staged = (spark.read.format("delta").load(ctx.table_path("staging"))
-              .where(f"run_id = '{ctx.run_id}'").drop("run_id"))
+              .where(ctx.partition_filter).drop("run_id"))
     if staged.isEmpty():
         raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
     gx_result = run_expectations(staged, profile, ctx.run_id)
