@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 from datetime import UTC, datetime
@@ -86,8 +87,6 @@ def _print_summary(ctx, results: dict) -> None:
                      f"{t['model_version']})")
     verdict = ctx.run_dir / "validation.json"
     if verdict.exists():
-        import json
-
         v = json.loads(verdict.read_text())
         worst = min(v["fidelity"]["columns"].items(), key=lambda kv: kv[1])
         lines.append(f"  validation:        {'PASSED' if v['passed'] else 'FAILED'} "
