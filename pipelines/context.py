@@ -65,6 +65,10 @@ class RunContext:
         """The SQL predicate of this run's partition (safe to inline: run ids are validated above)."""
         return f"run_id = '{self.run_id}'"
 
+    def read_partition(self, spark, kind: str):
+        """This run's rows of a Delta output table ("staging" or "published"), run_id column included."""
+        return spark.read.format("delta").load(self.table_path(kind)).where(self.partition_filter)
+
     @property
     def model_name(self) -> str:
         return f"synthlake-{self.dataset.name}"

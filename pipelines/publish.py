@@ -22,8 +22,7 @@ def run(ctx: RunContext, spark) -> dict:
                          f"{', '.join(verdict['failed_checks'])}")
     profile = ctx.read_json("profile.json", "profile")
     trained = ctx.read_json("train.json", "train")
-    staged = (spark.read.format("delta").load(ctx.table_path("staging"))
-              .where(ctx.partition_filter))
+    staged = ctx.read_partition(spark, "staging")
     rows = staged.count()
     expected = ctx.read_json("sample.json", "sample")["rows"]
     if rows != expected:

@@ -26,7 +26,7 @@ def run(ctx: RunContext, spark) -> dict:
     path = ctx.table_path("staging")
     (df.write.format("delta").mode("overwrite").partitionBy("run_id")
        .option("replaceWhere", ctx.partition_filter).save(path))
-    rows = spark.read.format("delta").load(path).where(ctx.partition_filter).count()
+    rows = ctx.read_partition(spark, "staging").count()
     result = {"staging_table": path, "rows": rows, "partitions": ctx.params.sample.partitions,
               "seed": ctx.params.seed, "model_version": trained["model_version"]}
     ctx.write_json("sample.json", result)

@@ -69,6 +69,14 @@ def _check_casts(raw, typed, dataset: DatasetConfig) -> None:
                              f"convert, e.g. {bad!r}")
 
 
+def bounded(df, limit: int, seed: int, total: int | None = None):
+    """At most `limit` rows of `df`, sampled by `seed`; `total` (its row count) saves a count when known."""
+    total = df.count() if total is None else total
+    if total <= limit:
+        return df
+    return df.sample(fraction=min(1.0, 1.2 * limit / total), seed=seed).limit(limit)
+
+
 def source_fingerprint(spark, dataset: DatasetConfig) -> str:
     """Content hash for local files, table version for Delta, file listing hash otherwise."""
     path = resolve(dataset.source.path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.context import RunContext, StageError
-from pipelines.source import read_source
+from pipelines.source import bounded, read_source
 
 HYPER_FROM_PARAMS = ["epochs", "batch_size", "embedding_dim", "generator_dim", "discriminator_dim",
                      "generator_lr", "discriminator_lr", "pac", "max_modes"]
@@ -60,11 +60,8 @@ def run(ctx: RunContext, spark) -> dict:
 
 def _training_table(spark, ctx: RunContext, source_rows: int):
     """The source as pandas, sampled down to train.max_rows (deterministically, by the run seed)."""
-    df = read_source(spark, ctx.dataset)
-    limit = ctx.params.train.max_rows
-    if source_rows > limit:
-        df = df.sample(fraction=min(1.0, 1.1 * limit / source_rows), seed=ctx.params.seed).limit(limit)
-    return df.toPandas()
+    return bounded(read_source(spark, ctx.dataset), ctx.params.train.max_rows, ctx.params.seed,
+                   total=source_rows).toPandas()
 
 
 def _use_gpu(spark, setting: str) -> bool:

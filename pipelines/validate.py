@@ -4,7 +4,7 @@ fidelity metrics run on bounded samples of both sides. Every check is recorded w
 from __future__ import annotations
 
 from pipelines.context import RunContext, StageError
-from pipelines.source import read_source
+from pipelines.source import bounded, read_source
 from synthlake.metadata import ColumnKind, TableMetadata
 from synthlake.metrics import column_shapes
 
@@ -18,8 +18,7 @@ class GateFailed(StageError):
 def run(ctx: RunContext, spark) -> dict:
     profile = ctx.read_json("profile.json", "profile")
     ctx.read_json("sample.json", "sample")
-    staged = (spark.read.format("delta").load(ctx.table_path("staging"))
-              .where(ctx.partition_filter).drop("run_id"))
+    staged = ctx.read_partition(spark, "staging").drop("run_id")
     if staged.isEmpty():
         raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
     gx_result = run_expectations(staged, profile, ctx.run_id)
@@ -90,20 +89,13 @@ def _gx_summary(result: dict) -> list[dict]:
 def fidelity_scores(spark, ctx: RunContext, staged) -> dict:
     """Per-column KS / TV complements on at most validate.max_rows rows of each side."""
     limit = ctx.params.validate_.max_rows
-    real = _bounded(read_source(spark, ctx.dataset), limit, ctx.params.seed).toPandas()
-    synthetic = _bounded(staged, limit, ctx.params.seed).toPandas()
+    real = bounded(read_source(spark, ctx.dataset), limit, ctx.params.seed).toPandas()
+    synthetic = bounded(staged, limit, ctx.params.seed).toPandas()
     meta: TableMetadata = ctx.dataset.metadata
     shapes = column_shapes(real, synthetic, meta)
     scores = {s.column: s.score for s in shapes}
     return {"columns": scores, "mean_shape": sum(scores.values()) / len(scores),
             "real_rows": len(real), "synthetic_rows": len(synthetic)}
-
-
-def _bounded(df, limit: int, seed: int):
-    total = df.count()
-    if total <= limit:
-        return df
-    return df.sample(fraction=min(1.0, 1.2 * limit / total), seed=seed).limit(limit)
 
 
 def _log_to_mlflow(ctx: RunContext, verdict: dict) -> None:
