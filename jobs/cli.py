@@ -88,11 +88,16 @@ def _print_summary(ctx, results: dict) -> None:
     verdict = ctx.run_dir / "validation.json"
     if verdict.exists():
         v = json.loads(verdict.read_text())
-        worst = min(v["fidelity"]["columns"].items(), key=lambda kv: kv[1])
+        gated = [c for c in v["checks"] if c["passed"] is not None]
         lines.append(f"  validation:        {'PASSED' if v['passed'] else 'FAILED'} "
-                     f"({len(v['checks']) - len(v['failed_checks'])}/{len(v['checks'])} checks)  {verdict}")
-        lines.append(f"  fidelity:          mean column shape {v['fidelity']['mean_shape']:.3f} "
-                     f"(worst: {worst[0]} {worst[1]:.3f}) on {v['fidelity']['synthetic_rows']} rows")
+                     f"({len(gated) - len(v['failed_checks'])}/{len(gated)} checks)  {verdict}")
+        if v["failed_checks"]:
+            lines.append(f"  failed checks:     {', '.join(v['failed_checks'])}")
+        m = v["metrics"]
+        figures = [f"{k} {m[k]:.3f}" for k in ("accuracy", "column_shapes", "tstr", "trtr", "dcr_share")
+                   if m.get(k) is not None]
+        lines.append(f"  metrics:           {', '.join(figures)} ({v['rows']['synthetic']} synthetic rows)")
+        lines.append(f"  report:            {ctx.run_dir / 'report' / 'report.html'}")
     if "publish" in results:
         p = results["publish"]
         lines.append(f"  published table:   {p['published_table']}  ({p['rows']} rows, partition "

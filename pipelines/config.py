@@ -48,11 +48,28 @@ class DatasetConfig(Strict):
     target: str | None = None
     generator: str = "ctgan"
     output: Outputs
+    # privacy checks: k-anonymity, l-diversity and t-closeness group rows by the quasi-identifiers;
+    # `sensitive` (default: the target) is the attribute l-diversity and t-closeness protect
+    quasi_identifiers: list[str] = Field(default_factory=list)
+    sensitive: str | None = None
+    canaries: dict[str, list[str]] = Field(default_factory=dict)  # column -> planted values that must not leak
+    thresholds: dict[str, float | None] = Field(default_factory=dict)  # over params.yaml's validate.thresholds
 
     @model_validator(mode="after")
     def _check_metadata(self) -> DatasetConfig:
         self.metadata  # noqa: B018 - validates columns and target together
+        names = {c.name for c in self.columns}
+        for key, cols in (("quasi_identifiers", self.quasi_identifiers), ("sensitive", [self.sensitive or []]),
+                          ("canaries", list(self.canaries))):
+            unknown = [c for c in cols if c and c not in names]
+            if unknown:
+                raise ValueError(f"{key}: {unknown} are not configured columns")
+        _check_metric_names(self.thresholds, "thresholds")
         return self
+
+    @property
+    def sensitive_column(self) -> str | None:
+        return self.sensitive or self.target
 
     @property
     def metadata(self) -> TableMetadata:
@@ -90,15 +107,35 @@ class SampleParams(Strict):
     block_rows: int = Field(1000, ge=1)  # rows per seeded block; changing it changes the rows
 
 
+class ProfileParams(Strict):
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)  # real rows set aside for validation, never trained on
+
+
 class ValidateParams(Strict):
-    max_rows: int = Field(20_000, ge=100)  # fidelity metrics run on at most this many rows per side
+    max_rows: int = Field(20_000, ge=100)  # metrics run on at most this many rows per side
     min_column_shape: float = Field(0.5, ge=0, le=1)  # every column's KS/TV complement
-    min_mean_shape: float = Field(0.75, ge=0, le=1)  # their mean
+    # metric name -> threshold (>= for higher-is-better metrics, <= for lower-is-better ones, the largest
+    # distance from the ideal for metrics with an ideal value); null: measured and reported, not a gate
+    thresholds: dict[str, float | None] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> ValidateParams:
+        _check_metric_names(self.thresholds, "validate.thresholds")
+        return self
+
+
+def _check_metric_names(thresholds: dict, where: str) -> None:
+    from synthlake.evaluation import metric_names
+
+    unknown = sorted(set(thresholds) - set(metric_names()))
+    if unknown:
+        raise ValueError(f"{where}: unknown metrics {unknown}; known: {metric_names()}")
 
 
 class Params(Strict):
     seed: int = Field(42, ge=0, lt=2**31)
     rows: int = Field(10_000, ge=1)
+    profile: ProfileParams = Field(default_factory=ProfileParams)
     train: TrainParams = Field(default_factory=TrainParams)
     sample: SampleParams = Field(default_factory=SampleParams)
     validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 from pipelines.context import RunContext, StageError
-from pipelines.source import read_source, source_fingerprint, spark_type
+from pipelines.source import read_source, source_fingerprint, spark_type, split
 from synthlake.inference import detect_pii
 from synthlake.metadata import ColumnKind
 
@@ -17,7 +17,10 @@ PII_SCAN_ROWS = 1000
 
 
 def run(ctx: RunContext, spark) -> dict:
-    df = read_source(spark, ctx.dataset).cache()
+    """Statistics of the training rows; the holdout (profile.holdout_fraction of the source, by a seeded
+    row hash) is only counted here, so nothing learned downstream comes from it."""
+    fraction, seed = ctx.params.profile.holdout_fraction, ctx.params.seed
+    df = split(read_source(spark, ctx.dataset), "train", fraction, seed).cache()
     try:
         body = {
             "dataset": ctx.dataset.name,
@@ -26,6 +29,11 @@ def run(ctx: RunContext, spark) -> dict:
         }
     finally:
         df.unpersist()
+    holdout_rows = split(read_source(spark, ctx.dataset), "holdout", fraction, seed).count()
+    if holdout_rows == 0:
+        raise StageError(f"dataset '{ctx.dataset.name}': the holdout ({fraction:.0%} of the source) is empty; "
+                         "the source is too small to validate against")
+    body["holdout"] = {"fraction": fraction, "seed": seed, "rows": holdout_rows}
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
     profile = {"profile_version": version, "run_id": ctx.run_id,
                "created_at": datetime.now(UTC).isoformat(), **body}
@@ -34,7 +42,7 @@ def run(ctx: RunContext, spark) -> dict:
         if col.get("pii_suspected"):
             print(f"warning: column '{name}' looks like PII ({col['pii_suspected']}) but is configured as "
                   f"{col['kind']}; declare it `kind: pii` so it is never learned")
-    return {"profile": str(path), "profile_version": version, "rows": profile["rows"]}
+    return {"profile": str(path), "profile_version": version, "rows": profile["rows"], "holdout_rows": holdout_rows}
 
 
 def _statistics(df, ctx: RunContext) -> dict:
@@ -54,7 +62,7 @@ def _statistics(df, ctx: RunContext) -> dict:
     stats = df.agg(*aggs).first().asDict()
     rows = stats["__rows"]
     if rows == 0:
-        raise StageError(f"dataset '{ctx.dataset.name}': the source has no rows")
+        raise StageError(f"dataset '{ctx.dataset.name}': the source has no training rows")
     sample = df.limit(PII_SCAN_ROWS).toPandas()
     columns = {}
     for i, c in enumerate(specs):

@@ -7,12 +7,13 @@ import json
 from datetime import UTC, datetime
 
 from pipelines.context import RunContext, StageError
-from pipelines.validate import GateFailed
+from pipelines.validate import HEADLINE, GateFailed
 
 AUDIT_SCHEMA = ("run_id string, dataset string, source_fingerprint string, profile_version string, "
                 "model_name string, model_version string, mlflow_run_id string, `rows` bigint, "
-                "verdict string, failed_checks string, mean_column_shape double, "
-                "started_at timestamp, published_at timestamp")
+                "verdict string, failed_checks string, "
+                + "".join(f"{m} double, " for m in HEADLINE)
+                + "report string, started_at timestamp, published_at timestamp")
 
 
 def run(ctx: RunContext, spark) -> dict:
@@ -38,7 +39,8 @@ def run(ctx: RunContext, spark) -> dict:
         "model_name": trained["model_name"], "model_version": trained["model_version"],
         "mlflow_run_id": trained["mlflow_run_id"], "rows": rows, "verdict": "passed",
         "failed_checks": json.dumps(verdict["failed_checks"]),
-        "mean_column_shape": float(verdict["fidelity"]["mean_shape"]),
+        **{m: _number(verdict["metrics"].get(m)) for m in HEADLINE},
+        "report": str(ctx.run_dir / "report" / "report.html"),
         "started_at": datetime.fromisoformat(profile["created_at"]), "published_at": datetime.now(UTC),
     }
     _upsert_audit(spark, ctx.table_path("audit"), audit)
@@ -46,6 +48,10 @@ def run(ctx: RunContext, spark) -> dict:
               "alias": "champion", "audit_table": ctx.table_path("audit")}
     ctx.write_json("publish.json", result)
     return result
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _set_champion(ctx: RunContext, trained: dict) -> None:
@@ -59,7 +65,8 @@ def _set_champion(ctx: RunContext, trained: dict) -> None:
 
 
 def _upsert_audit(spark, path: str, row: dict) -> None:
-    """MERGE on run_id: a retried publish updates its audit row instead of adding a second one."""
+    """MERGE on run_id: a retried publish updates its audit row instead of adding a second one. Schema
+    evolution lets an audit table written by an older synthlake gain the newer columns."""
     from delta.tables import DeltaTable
 
     update = spark.createDataFrame([row], AUDIT_SCHEMA)
@@ -67,4 +74,4 @@ def _upsert_audit(spark, path: str, row: dict) -> None:
         update.write.format("delta").mode("append").save(path)
         return
     (DeltaTable.forPath(spark, path).alias("a").merge(update.alias("u"), "a.run_id = u.run_id")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+     .withSchemaEvolution().whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())

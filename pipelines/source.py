@@ -69,6 +69,28 @@ def _check_casts(raw, typed, dataset: DatasetConfig) -> None:
                              f"convert, e.g. {bad!r}")
 
 
+HOLDOUT_BUCKETS = 1_000_000
+
+
+def split(df, part: str, fraction: float, seed: int):
+    """The "train" or "holdout" rows of `df`. A row's side is a seeded hash of its values, so every stage
+    recomputes the same split without storing it, and identical rows always fall on the same side (a
+    duplicate on both sides would make a copy of a training row look like a good holdout match)."""
+    from pyspark.sql import functions as F
+
+    if part not in ("train", "holdout"):
+        raise ValueError(f"part must be 'train' or 'holdout', got {part!r}")
+    bucket = F.pmod(F.xxhash64(F.lit(seed), *[F.col(f"`{c}`") for c in df.columns]), F.lit(HOLDOUT_BUCKETS))
+    in_holdout = bucket < int(round(fraction * HOLDOUT_BUCKETS))
+    return df.where(in_holdout if part == "holdout" else ~in_holdout)
+
+
+def read_real(spark, ctx, part: str, profile: dict):
+    """The source's training or holdout rows, split as the profile stage recorded it."""
+    holdout = profile["holdout"]
+    return split(read_source(spark, ctx.dataset), part, holdout["fraction"], holdout["seed"])
+
+
 def bounded(df, limit: int, seed: int, total: int | None = None):
     """At most `limit` rows of `df`, sampled by `seed`; `total` (its row count) saves a count when known."""
     total = df.count() if total is None else total

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.context import RunContext, StageError
-from pipelines.source import bounded, read_source
+from pipelines.source import bounded, read_real
 
 HYPER_FROM_PARAMS = ["epochs", "batch_size", "embedding_dim", "generator_dim", "discriminator_dim",
                      "generator_lr", "discriminator_lr", "pac", "max_modes"]
@@ -23,7 +23,7 @@ def run(ctx: RunContext, spark) -> dict:
 
     profile = ctx.read_json("profile.json", "profile")
     p = ctx.params.train
-    table = _training_table(spark, ctx, profile["rows"])
+    table = _training_table(spark, ctx, profile)
     hyper = {k: getattr(p, k) for k in HYPER_FROM_PARAMS}
     model = get_generator(ctx.dataset.generator)(ctx.dataset.metadata, **hyper)
     print(f"[synthlake] train: encoding {len(table)} rows", flush=True)
@@ -58,10 +58,10 @@ def run(ctx: RunContext, spark) -> dict:
     return result
 
 
-def _training_table(spark, ctx: RunContext, source_rows: int):
-    """The source as pandas, sampled down to train.max_rows (deterministically, by the run seed)."""
-    return bounded(read_source(spark, ctx.dataset), ctx.params.train.max_rows, ctx.params.seed,
-                   total=source_rows).toPandas()
+def _training_table(spark, ctx: RunContext, profile: dict):
+    """The training rows (never the holdout) as pandas, sampled down to train.max_rows by the run seed."""
+    return bounded(read_real(spark, ctx, "train", profile), ctx.params.train.max_rows, ctx.params.seed,
+                   total=profile["rows"]).toPandas()
 
 
 def _use_gpu(spark, setting: str) -> bool:

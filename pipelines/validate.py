@@ -1,14 +1,26 @@
-"""validate: the gate. A Great Expectations suite derived from the profile runs on the full staging rows;
-fidelity metrics run on bounded samples of both sides. Every check is recorded with its threshold."""
+"""validate: the gate. A Great Expectations suite derived from the profile runs on the full staging rows,
+the canary check too; fidelity, utility and privacy metrics run on bounded samples of the training rows,
+the holdout and the synthetic rows. Every check is recorded with its threshold, and a report is written."""
 
 from __future__ import annotations
 
+import csv
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+
 from pipelines.context import RunContext, StageError
-from pipelines.source import bounded, read_source
-from synthlake.metadata import ColumnKind, TableMetadata
-from synthlake.metrics import column_shapes
+from pipelines.source import bounded, read_real
+from synthlake.evaluation import METRICS, Direction, get_metric
+from synthlake.evaluation.fidelity import column_shapes
+from synthlake.evaluation.privacy import dcr
+from synthlake.metadata import ColumnKind
 
 _GX_TYPES = {"bigint": "LongType", "double": "DoubleType", "timestamp": "TimestampType", "string": "StringType"}
+SPARK_METRICS = {"canary_share"}  # computed on the full staging table, not on samples
+HEADLINE = ["accuracy", "column_shapes", "column_pair_trends", "detection_auc", "tstr", "trtr", "utility_gap",
+            "exact_match_share", "dcr_share", "mia_auc"]
 
 
 class GateFailed(StageError):
@@ -21,25 +33,111 @@ def run(ctx: RunContext, spark) -> dict:
     staged = ctx.read_partition(spark, "staging").drop("run_id")
     if staged.isEmpty():
         raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
+    print("[synthlake] validate: expectations on the staged rows", flush=True)
     gx_result = run_expectations(staged, profile, ctx.run_id)
     ctx.write_json("gx_result.json", gx_result)
-    checks = [{"check": f"gx:{r['expectation']}:{r['column']}", "value": r["observed"], "threshold": None,
-               "passed": r["success"]} for r in _gx_summary(gx_result)]
-    fidelity = fidelity_scores(spark, ctx, staged)
-    v = ctx.params.validate_
-    checks += [{"check": f"column_shape:{c}", "value": s, "threshold": v.min_column_shape,
-                "passed": s >= v.min_column_shape} for c, s in fidelity["columns"].items()]
-    checks.append({"check": "mean_column_shape", "value": fidelity["mean_shape"],
-                   "threshold": v.min_mean_shape, "passed": fidelity["mean_shape"] >= v.min_mean_shape})
-    failed = [c["check"] for c in checks if not c["passed"]]
-    verdict = {"run_id": ctx.run_id, "passed": not failed, "failed_checks": failed,
-               "fidelity": fidelity, "checks": checks, "gx_success": gx_result["success"]}
+    checks = _expectation_checks(gx_result)
+    frames = _samples(spark, ctx, profile, staged)
+    checks += _shape_checks(ctx, frames)
+    metric_checks, skipped = _metric_checks(ctx, frames)
+    checks += metric_checks + _canary_checks(ctx, staged)
+    failed = [c["check"] for c in checks if c["passed"] is False]
+    verdict = {"run_id": ctx.run_id, "passed": not failed, "failed_checks": failed, "checks": checks,
+               "skipped_metrics": skipped, "gx_success": gx_result["success"],
+               "metrics": {c["check"]: c["value"] for c in metric_checks},
+               "rows": {k: len(v) for k, v in frames.items()}, "validated_at": datetime.now(UTC).isoformat()}
     path = ctx.write_json("validation.json", verdict)
-    _log_to_mlflow(ctx, verdict)
+    ctx.write_json("metrics.json", headline(verdict))
+    report = _write_report(ctx, profile, verdict, frames)
+    _log_to_mlflow(ctx, verdict, report)
+    print(f"[synthlake] validate: report {report}", flush=True)
     if failed:
-        raise GateFailed(f"validation failed for run {ctx.run_id!r}: {', '.join(failed)} (see {path})")
-    return {"passed": True, "mean_column_shape": round(fidelity["mean_shape"], 4),
-            "checks": len(checks), "verdict": str(path)}
+        raise GateFailed(f"validation failed for run {ctx.run_id!r}: {', '.join(failed)} (see {path} and {report})")
+    return {"passed": True, "checks": len(checks), "verdict": str(path), "report": str(report),
+            **{k: round(v, 4) for k, v in headline(verdict).items() if isinstance(v, float)}}
+
+
+def headline(verdict: dict) -> dict:
+    """The figures DVC, the audit row and the CLI summary show."""
+    metrics = verdict["metrics"]
+    return {"passed": verdict["passed"], **{k: metrics[k] for k in HEADLINE if k in metrics}}
+
+
+def _samples(spark, ctx: RunContext, profile: dict, staged) -> dict:
+    """Bounded pandas samples of the training rows, the holdout and the synthetic rows."""
+    limit, seed = ctx.params.validate_.max_rows, ctx.params.seed
+    print(f"[synthlake] validate: metrics on at most {limit} rows per side", flush=True)
+    return {"real": bounded(read_real(spark, ctx, "train", profile), limit, seed, total=profile["rows"]).toPandas(),
+            "holdout": bounded(read_real(spark, ctx, "holdout", profile), limit, seed,
+                               total=profile["holdout"]["rows"]).toPandas(),
+            "synthetic": bounded(staged, limit, seed).toPandas()}
+
+
+def _check(name: str, family: str, value, threshold, op: str | None, passed: bool | None) -> dict:
+    return {"check": name, "family": family, "value": value, "threshold": threshold, "op": op, "passed": passed}
+
+
+def _expectation_checks(gx_result: dict) -> list[dict]:
+    return [_check(f"gx:{r['expectation']}:{r['column']}", "expectation", r["observed"], None, None, r["success"])
+            for r in _gx_summary(gx_result)]
+
+
+def _shape_checks(ctx: RunContext, frames: dict) -> list[dict]:
+    floor = ctx.params.validate_.min_column_shape
+    shapes = column_shapes(frames["real"], frames["synthetic"], ctx.dataset.metadata)
+    return [_check(f"column_shape:{s.column}", "column_shape", s.score, floor, ">=", s.score >= floor)
+            for s in shapes]
+
+
+def thresholds(ctx: RunContext) -> dict[str, float | None]:
+    """params.yaml's validate.thresholds, the dataset config's thresholds on top."""
+    return {**ctx.params.validate_.thresholds, **ctx.dataset.thresholds}
+
+
+def _op(metric) -> str:
+    if metric.direction == Direction.MAXIMIZE:
+        return ">="
+    if metric.direction == Direction.MINIMIZE:
+        return "<="
+    return f"|x-{metric.target:g}|<="
+
+
+def _metric_checks(ctx: RunContext, frames: dict) -> tuple[list[dict], dict[str, str]]:
+    """Every registered metric the dataset's context allows; the others are listed with what they lack."""
+    d, limits = ctx.dataset, thresholds(ctx)
+    context = {"holdout": frames["holdout"], "quasi_identifiers": d.quasi_identifiers or None,
+               "sensitive": d.sensitive_column, "canaries": None}
+    checks, skipped = [], {}
+    for name, cls in METRICS.items():
+        if name in SPARK_METRICS:
+            continue
+        lacking = cls.missing_context(d.metadata, context)
+        if lacking:
+            skipped[name] = f"needs {', '.join(lacking)} in the dataset config"
+            continue
+        print(f"[synthlake] validate: {name}", flush=True)
+        metric = get_metric(name, max_rows=None, seed=ctx.params.seed)  # frames are bounded already
+        value = metric.compute(frames["real"], frames["synthetic"], d.metadata, **context)
+        threshold = limits.get(name)
+        passed = None if threshold is None else metric.passes(value, threshold)
+        checks.append(_check(name, cls.family, None if math.isnan(value) else value, threshold, _op(cls), passed))
+    return checks, skipped
+
+
+def _canary_checks(ctx: RunContext, staged) -> list[dict]:
+    """Planted values (dataset config `canaries`) searched in every staged row, not a sample."""
+    from pyspark.sql import functions as F
+
+    canaries = ctx.dataset.canaries
+    if not canaries:
+        return []
+    planted = sum(len(set(v)) for v in canaries.values())
+    found = sum(staged.where(F.col(f"`{c}`").cast("string").isin(list(set(v)))).select(f"`{c}`").distinct().count()
+                for c, v in canaries.items())
+    threshold = thresholds(ctx).get("canary_share", 0.0)
+    share = found / planted
+    passed = None if threshold is None else share <= threshold
+    return [_check("canary_share", "privacy", share, threshold, "<=", passed)]
 
 
 def build_suite(profile: dict):
@@ -86,28 +184,58 @@ def _gx_summary(result: dict) -> list[dict]:
     return out
 
 
-def fidelity_scores(spark, ctx: RunContext, staged) -> dict:
-    """Per-column KS / TV complements on at most validate.max_rows rows of each side."""
-    limit = ctx.params.validate_.max_rows
-    real = bounded(read_source(spark, ctx.dataset), limit, ctx.params.seed).toPandas()
-    synthetic = bounded(staged, limit, ctx.params.seed).toPandas()
-    meta: TableMetadata = ctx.dataset.metadata
-    shapes = column_shapes(real, synthetic, meta)
-    scores = {s.column: s.score for s in shapes}
-    return {"columns": scores, "mean_shape": sum(scores.values()) / len(scores),
-            "real_rows": len(real), "synthetic_rows": len(synthetic)}
+def _write_report(ctx: RunContext, profile: dict, verdict: dict, frames: dict):
+    from synthlake.report import render_report
+
+    folder = ctx.run_dir / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = ctx.dataset.metadata
+    to_train, to_holdout = dcr(frames["real"], frames["synthetic"], frames["holdout"], meta, ctx.params.seed)
+    trained = ctx.read_json("train.json", "train")
+    facts = {"generator": ctx.dataset.generator, "model": f"{trained['model_name']} v{trained['model_version']}",
+             "synthetic rows": ctx.params.rows, "training rows": profile["rows"],
+             "holdout rows": profile["holdout"]["rows"], "source": profile["source"]["fingerprint"],
+             "profile version": profile["profile_version"], "validated at": verdict["validated_at"]}
+    html = render_report(dataset=ctx.dataset.name, run_id=ctx.run_id, passed=verdict["passed"],
+                         checks=verdict["checks"], real=frames["real"], synthetic=frames["synthetic"],
+                         metadata=meta, dcr={"train": to_train, "holdout": to_holdout}, facts=facts)
+    _write_plot_data(folder, verdict, to_train, to_holdout)
+    path = folder / "report.html"
+    tmp = folder / ".report.html.tmp"
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
-def _log_to_mlflow(ctx: RunContext, verdict: dict) -> None:
+def _write_plot_data(folder, verdict: dict, to_train: np.ndarray, to_holdout: np.ndarray) -> None:
+    """CSV files for `dvc plots`: per-column shape scores and the DCR histogram."""
+    with (folder / "column_shapes.csv").open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["column", "score"])
+        out.writerows([c["check"].split(":", 1)[1], round(c["value"], 6)] for c in verdict["checks"]
+                      if c["family"] == "column_shape")
+    edges = np.histogram_bin_edges(np.r_[to_train, to_holdout], bins=30)
+    train_counts, _ = np.histogram(to_train, edges)
+    holdout_counts, _ = np.histogram(to_holdout, edges)
+    with (folder / "dcr.csv").open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["distance", "to_train", "to_holdout"])
+        rows = zip(edges[:-1], train_counts, holdout_counts, strict=True)
+        out.writerows([round(float(e), 6), int(a), int(b)] for e, a, b in rows)
+
+
+def _log_to_mlflow(ctx: RunContext, verdict: dict, report) -> None:
     import mlflow
 
     from pipelines import tracking
 
     trained = ctx.read_json("train.json", "train")
     tracking.setup(ctx)
+    values = {c["check"].replace(":", "."): c["value"] for c in verdict["checks"]
+              if c["family"] != "expectation" and isinstance(c["value"], int | float)}
     with mlflow.start_run(run_id=trained["mlflow_run_id"]):
-        mlflow.log_metrics({"mean_column_shape": verdict["fidelity"]["mean_shape"],
-                            **{f"shape.{c}": s for c, s in verdict["fidelity"]["columns"].items()}})
+        mlflow.log_metrics(values)
         mlflow.set_tag("synthlake.validation", "passed" if verdict["passed"] else "failed")
-        mlflow.log_artifact(str(ctx.run_dir / "validation.json"), artifact_path="validation")
-        mlflow.log_artifact(str(ctx.run_dir / "gx_result.json"), artifact_path="validation")
+        for name in ("validation.json", "gx_result.json", "metrics.json"):
+            mlflow.log_artifact(str(ctx.run_dir / name), artifact_path="validation")
+        mlflow.log_artifacts(str(report.parent), artifact_path="report")

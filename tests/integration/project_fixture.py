@@ -6,7 +6,7 @@
     conf/env/local.yaml   rewritten: work_dir, lake_dir and MLflow point into `root`; ivy_dir points to
                           the repo's var/ivy (absolute), whose cache already holds the Delta jar
     data -> REPO/data     a symlink: the source data is read, never written
-    params.yaml      the repo's, made tiny: 1 epoch, 200 rows, 1 training process, gates at 0.0
+    params.yaml      the repo's, made tiny: 1 epoch, 200 rows, 1 training process, gates off
 
 Jobs find it through SYNTHLAKE_HOME=root (see `project_env`), and default to its params.yaml.
 Import it from tests in this folder: `from project_fixture import make_project, project_env`.
@@ -30,7 +30,7 @@ TINY_PARAMS: dict[str, Any] = {
     "rows": 200,
     "train": {"epochs": 1, "batch_size": 100, "num_processes": 1, "max_rows": 2000},
     "sample": {"partitions": 2, "block_rows": 100},
-    "validate": {"min_column_shape": 0.0, "min_mean_shape": 0.0},  # a 1-epoch model must pass the gate
+    "validate": {"min_column_shape": 0.0},  # a 1-epoch model must pass the gate: metric thresholds are off too
 }
 
 
@@ -51,6 +51,7 @@ def make_project(root: Path, params: dict[str, Any] | None = None) -> Path:
         (root / "data").symlink_to(REPO / "data", target_is_directory=True)
 
     repo_params = yaml.safe_load((REPO / "params.yaml").read_text()) or {}
+    repo_params["validate"]["thresholds"] = dict.fromkeys(repo_params["validate"]["thresholds"])  # measured only
     (root / "params.yaml").write_text(yaml.safe_dump(_merge(repo_params, _merge(TINY_PARAMS, params or {})),
                                                      sort_keys=False))
 

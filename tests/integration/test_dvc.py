@@ -167,7 +167,8 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
     ran, _, timings["first"] = _repro(root)
     assert ran == set(STAGES)
     for record in ["profile.json", "train.json", "sample.json", "validation.json", "gx_result.json",
-                   "publish.json", "model/generator.json", "model/generator.pt"]:
+                   "metrics.json", "report/report.html", "publish.json", "model/generator.json",
+                   "model/generator.pt"]:
         assert (run_dir / record).is_file(), record
     assert json.loads((run_dir / "validation.json").read_text())["passed"] is True
     assert _published_rows(root, "published") == 200
@@ -179,7 +180,10 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
     assert source["md5"]  # the version of the data the run learned from
 
     metrics = json.loads(_dvc(root, "metrics", "show", "--json").stdout)
-    assert '"mean_shape"' in json.dumps(metrics)  # validation.json's headline numbers, read by DVC
+    headline = json.loads((run_dir / "metrics.json").read_text())
+    assert f'"accuracy": {headline["accuracy"]}' in json.dumps(metrics)  # metrics.json's figures, read by DVC
+    plots = _dvc(root, "plots", "show", "--json").stdout
+    assert "column_shapes.csv" in plots and "dcr.csv" in plots
     _dvc(root, "push", "-q")
     assert any((root / "var" / "dvc-remote").rglob("*")), "dvc push sent nothing to the default remote"
 

@@ -59,7 +59,8 @@ def completed(project, spark):
 def test_profile_describes_the_source(completed):
     ctx, _ = completed
     prof = json.loads((ctx.run_dir / "profile.json").read_text())
-    assert prof["rows"] == 32561
+    assert prof["rows"] + prof["holdout"]["rows"] == 32561
+    assert abs(prof["holdout"]["rows"] / 32561 - ctx.params.profile.holdout_fraction) < 0.01
     cols = prof["columns"]
     assert list(cols) == ctx.dataset.metadata.names
     assert cols["workclass"]["null_fraction"] > 0  # "?" in the source is a null
@@ -68,6 +69,54 @@ def test_profile_describes_the_source(completed):
     freqs = dict((v, f) for v, f in cols["sex"]["categories"]["frequencies"])
     assert set(freqs) == {"Male", "Female"} and abs(sum(freqs.values()) - 1) < 1e-9
     assert prof["source"]["fingerprint"].startswith("sha256:")
+
+
+def test_holdout_is_disjoint_from_training_rows_and_never_trained_on(completed, spark):
+    from pipelines.source import read_real, read_source, split
+
+    ctx, _ = completed
+    prof = json.loads((ctx.run_dir / "profile.json").read_text())
+    source = read_source(spark, ctx.dataset)
+    train_rows, holdout_rows = read_real(spark, ctx, "train", prof), read_real(spark, ctx, "holdout", prof)
+    assert train_rows.count() == prof["rows"] and holdout_rows.count() == prof["holdout"]["rows"]
+    assert train_rows.intersect(holdout_rows).count() == 0
+    assert source.exceptAll(train_rows.unionAll(holdout_rows)).count() == 0
+    trained_on = spark.createDataFrame(train._training_table(spark, ctx, prof), source.schema)
+    assert trained_on.count() > 0
+    assert split(trained_on, "holdout", prof["holdout"]["fraction"], prof["holdout"]["seed"]).count() == 0
+    other_seed = split(source, "holdout", prof["holdout"]["fraction"], prof["holdout"]["seed"] + 1)
+    assert other_seed.exceptAll(holdout_rows).count() > 0  # the split depends on the seed
+
+
+def test_validate_records_every_metric_and_writes_the_report(completed):
+    from synthlake.evaluation import metric_names
+
+    ctx, results = completed
+    verdict = json.loads((ctx.run_dir / "validation.json").read_text())
+    measured = set(verdict["metrics"]) | set(verdict["skipped_metrics"])
+    assert measured == set(metric_names()) - {"canary_share"}  # no canaries configured for Adult
+    assert verdict["skipped_metrics"] == {}  # Adult declares quasi-identifiers and a target
+    for check in verdict["checks"]:
+        assert set(check) == {"check", "family", "value", "threshold", "op", "passed"}
+    assert 0.5 < verdict["metrics"]["accuracy"] <= 1 and 0 <= verdict["metrics"]["dcr_share"] <= 1
+    headline = json.loads((ctx.run_dir / "metrics.json").read_text())
+    assert headline["passed"] is True and headline["accuracy"] == verdict["metrics"]["accuracy"]
+    report = (ctx.run_dir / "report" / "report.html").read_text()
+    assert results["validate"]["report"].endswith("report.html")
+    assert "PASSED" in report and ctx.run_id in report
+    for name in ("column_shapes.csv", "dcr.csv"):
+        assert len((ctx.run_dir / "report" / name).read_text().splitlines()) > 2
+
+
+def test_canaries_are_searched_in_every_staged_row(completed, project, spark):
+    ctx, _ = completed
+    staged = ctx.read_partition(spark, "staging").drop("run_id")
+    present = staged.select("sex").first()["sex"]
+    dataset = ctx.dataset.model_copy(update={"canaries": {"sex": [present, "Martian"], "age": ["999"]},
+                                             "thresholds": {"canary_share": 0.0}})  # over params' null
+    planted = RunContext(ctx.config_path, dataset, ctx.params, ctx.env, ctx.run_id)
+    [check] = validate._canary_checks(planted, staged)
+    assert check["value"] == pytest.approx(1 / 3) and check["passed"] is False  # one of three found
 
 
 def test_train_logs_to_mlflow_and_registers_a_pyfunc(completed):
@@ -110,6 +159,10 @@ def test_audit_row_traces_the_run(completed, spark):
     assert row["profile_version"] == prof["profile_version"]
     assert row["model_version"] == results["train"]["model_version"]
     assert row["rows"] == ROWS and row["verdict"] == "passed"
+    verdict = json.loads((ctx.run_dir / "validation.json").read_text())
+    assert row["accuracy"] == pytest.approx(verdict["metrics"]["accuracy"])
+    assert row["dcr_share"] == pytest.approx(verdict["metrics"]["dcr_share"])
+    assert row["report"].endswith("report.html")
 
 
 def test_champion_alias_points_at_the_published_version(completed):
@@ -151,16 +204,18 @@ def test_failed_gate_leaves_published_table_untouched(completed, project, spark)
     ctx, results = completed
     published = results["publish"]["published_table"]
     version_before = DeltaTable.forPath(spark, published).history(1).first()["version"]
-    strict = context(project, run_id="it-run-strict", validate={"min_mean_shape": 1.0})
+    strict = context(project, run_id="it-run-strict",
+                     validate={"min_column_shape": 0.0, "thresholds": {"column_shapes": 1.0}})
     strict.run_dir.mkdir(parents=True, exist_ok=True)
     for record in ("profile.json", "train.json"):  # reuse the trained model: the gate is under test
         shutil.copy(ctx.run_dir / record, strict.run_dir / record)
     sample.run(strict, spark)
-    with pytest.raises(GateFailed, match="mean_column_shape"):
+    with pytest.raises(GateFailed, match="column_shapes"):
         validate.run(strict, spark)
     verdict = json.loads((strict.run_dir / "validation.json").read_text())
-    assert verdict["passed"] is False and "mean_column_shape" in verdict["failed_checks"]
-    with pytest.raises(GateFailed, match="mean_column_shape"):
+    assert verdict["passed"] is False and verdict["failed_checks"] == ["column_shapes"]
+    assert "FAILED" in (strict.run_dir / "report" / "report.html").read_text()
+    with pytest.raises(GateFailed, match="column_shapes"):
         publish.run(strict, spark)
     assert DeltaTable.forPath(spark, published).history(1).first()["version"] == version_before
     assert spark.read.format("delta").load(published).where("run_id = 'it-run-strict'").count() == 0

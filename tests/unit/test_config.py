@@ -71,6 +71,7 @@ def test_repo_params_load_as_written():
         assert getattr(params.sample, key) == value, key
     for key, value in raw["validate"].items():
         assert getattr(params.validate_, key) == value, key
+    assert params.profile.holdout_fraction == raw["profile"]["holdout_fraction"]
 
 
 def test_repo_local_env_loads(monkeypatch):
@@ -230,3 +231,34 @@ def test_unset_overrides_keep_the_file_values(tmp_path):
 def test_invalid_override_is_a_config_error(tmp_path):
     path = write_yaml(tmp_path / "params.yaml", {"rows": 500})
     assert "rows" in config_error(load_params, path, {"rows": 0})
+
+
+# ---- gates and privacy columns -----------------------------------------------------------------------
+def test_unknown_metric_in_params_thresholds_is_named(tmp_path):
+    path = write_yaml(tmp_path / "params.yaml", {"validate": {"thresholds": {"acuracy": 0.9}}})
+    message = config_error(load_params, path)
+    assert "acuracy" in message and "validate.thresholds" in message
+
+
+def test_unknown_metric_in_dataset_thresholds_is_named(tmp_path):
+    message = config_error(load_dataset, dataset_file(tmp_path, thresholds={"dcr": 0.1}))
+    assert "dcr" in message and "dcr_share" in message  # the known names are listed
+
+
+@pytest.mark.parametrize("key, value", [("quasi_identifiers", ["age", "zip"]), ("sensitive", "zip"),
+                                        ("canaries", {"zip": ["00000"]})])
+def test_privacy_columns_must_be_configured_columns(tmp_path, key, value):
+    message = config_error(load_dataset, dataset_file(tmp_path, **{key: value}))
+    assert key in message and "zip" in message
+
+
+def test_sensitive_defaults_to_the_target_and_thresholds_may_be_null(tmp_path):
+    dataset = load_dataset(dataset_file(tmp_path, quasi_identifiers=["age"], thresholds={"tstr": None}))
+    assert dataset.sensitive_column == "churned" and dataset.thresholds == {"tstr": None}
+
+
+def test_holdout_fraction_must_leave_rows_on_both_sides(tmp_path):
+    for fraction in (0, 1):
+        path = write_yaml(tmp_path / "p.yaml", {"profile": {"holdout_fraction": fraction}})
+        message = config_error(load_params, path)
+        assert "profile.holdout_fraction" in message
