@@ -71,7 +71,7 @@ th,td{border:1px solid #d0d7de;padding:4px 10px;text-align:left;vertical-align:t
 th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.failed td{background:#ffebe9}table.facts th{width:14em}
 .badge{display:inline-block;border-radius:10px;padding:0 9px;font-size:.85em;font-weight:600;color:#fff}
-.badge.pass{background:#1a7f37}.badge.fail{background:#cf222e}
+.badge.pass{background:#1a7f37}.badge.fail{background:#cf222e}.badge.info{background:#6e7781}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em;background:#eef1f4;
  padding:0 3px;border-radius:3px}
 .muted{color:#57606a}.caption{color:#404850;max-width:70em;margin:4px 0 10px}
@@ -173,13 +173,16 @@ def _fmt(value: object) -> str:
 
 
 def _badge(ok: object) -> str:
+    """passed True / False, or None for a metric measured and reported but not a gate."""
+    if ok is None:
+        return '<span class="badge info">REPORTED</span>'
     return '<span class="badge pass">PASS</span>' if ok else '<span class="badge fail">FAIL</span>'
 
 
 def _threshold(check: Mapping) -> str:
     threshold, op = check.get("threshold"), check.get("op")
-    if threshold is None and not op:
-        return "—"
+    if threshold is None:
+        return "— (not a gate)" if check.get("passed") is None and op else "—"
     op_text = _e(str(op).replace("<=", " ≤").replace(">=", " ≥").replace("-", " − ")) if op else ""
     if isinstance(threshold, float | np.floating) and math.isfinite(threshold) and abs(threshold) < 1000:
         value = f"{float(threshold):.4f}".rstrip("0").rstrip(".")
@@ -189,7 +192,7 @@ def _threshold(check: Mapping) -> str:
 
 
 def _row_class(check: Mapping) -> str:
-    return "" if check.get("passed") else ' class="failed"'
+    return ' class="failed"' if check.get("passed") is False else ""
 
 
 def _short(name: str) -> str:
@@ -200,12 +203,13 @@ def _short(name: str) -> str:
 
 
 def _verdict(passed: bool, checks: list[dict]) -> str:
-    failed = [c for c in checks if not c.get("passed")]
-    n_ok = len(checks) - len(failed)
+    gated = [c for c in checks if c.get("passed") is not None]  # the others are reported, not gates
+    failed = [c for c in gated if c.get("passed") is False]
+    n_ok = len(gated) - len(failed)
     word, cls = ("PASSED", "pass") if passed else ("FAILED", "fail")
     out = [
         f'<section class="verdict {cls}"><span class="word">{word}</span>',
-        f'<span class="count">{n_ok}/{len(checks)} checks passed</span>',
+        f'<span class="count">{n_ok}/{len(gated)} checks passed</span>',
     ]
     if failed:
         label = "Failed checks" if not passed else "Checks that failed (not blocking the verdict)"

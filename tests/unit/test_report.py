@@ -337,3 +337,11 @@ def test_a_learned_column_missing_from_the_synthetic_data_is_reported_not_fatal(
     )
     color = re.search(r'data-column="color">(.*?)</figure>', page, re.S).group(1)
     assert "column missing from the synthetic data" in color
+
+
+def test_a_reported_metric_without_threshold_is_not_counted_as_a_check(table, metadata):
+    reported = {"check": "nndr", "family": "privacy", "value": 0.9, "threshold": None, "op": ">=", "passed": None}
+    html = render_report(dataset="customers", run_id="run-9", passed=True, checks=[*CHECKS, reported],
+                         real=table, synthetic=_synthetic(table), metadata=metadata)
+    assert "8/8 checks passed" in _verdict(html) and "nndr" not in _verdict(html)
+    assert "REPORTED" in html and "not a gate" in html and '<tr class="failed">' not in html
