@@ -14,6 +14,7 @@ EPILOG = """examples:
   synthlake run conf/datasets/adult.yaml --rows 5000 --seed 7
   synthlake profile conf/datasets/adult.yaml --run-id my-run      (then train, sample, validate, publish)
   synthlake infer-config data/customers.parquet --name customers
+  synthlake generators                                            (hyper-parameters for params.yaml)
 """
 
 
@@ -49,8 +50,33 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
     infer.set_defaults(handler=_infer)
 
+    gens = sub.add_parser("generators", help="list the generators and their hyper-parameters",
+                          description="The generators a dataset config's `generator:` may name, with each "
+                                      "hyper-parameter's default and bounds (set them in params.yaml under "
+                                      "train.hyper.<generator>).")
+    gens.set_defaults(handler=lambda args: print(describe_generators()))
+
     args = parser.parse_args(argv)
     return guarded(lambda: args.handler(args))
+
+
+def describe_generators() -> str:
+    from synthlake.generators import generator_names, get_generator
+
+    lines = []
+    for name in generator_names():
+        try:
+            params = get_generator(name).hyper_params
+        except ImportError as exc:  # an optional extra that is not installed
+            lines += [f"{name}: unavailable ({exc})", ""]
+            continue
+        lines.append(f"{name}:")
+        for key, p in params.items():
+            bounds = (f"one of {list(p.choices)}" if p.choices else
+                      f"[{'' if p.low is None else p.low}, {'' if p.high is None else p.high}]")
+            lines.append(f"  {key:<20} default {p.default!r:<12} {bounds:<22} {p.doc}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def new_run_id(dataset: str) -> str:

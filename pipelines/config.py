@@ -46,7 +46,7 @@ class DatasetConfig(Strict):
     source: Source
     columns: list[ColumnSpec]
     target: str | None = None
-    generator: str = "ctgan"
+    generator: str = "tabular_ar"
     output: Outputs
     # privacy checks: k-anonymity, l-diversity and t-closeness group rows by the quasi-identifiers;
     # `sensitive` (default: the target) is the attribute l-diversity and t-closeness protect
@@ -78,28 +78,12 @@ class DatasetConfig(Strict):
 
 # ---- params -----------------------------------------------------------------------------------------
 class TrainParams(Strict):
-    epochs: int = Field(10, ge=1, le=10_000)
-    batch_size: int = Field(500, ge=10)
-    num_processes: int = Field(2, ge=1, le=64)
+    num_processes: int = Field(2, ge=1, le=64)  # TorchDistributor processes (DDP)
     use_gpu: Literal["auto", "true", "false"] = "auto"
     max_rows: int = Field(200_000, ge=100)  # training reads at most this many source rows
-    embedding_dim: int = Field(128, ge=8)
-    generator_dim: list[int] = Field(default_factory=lambda: [256, 256])
-    discriminator_dim: list[int] = Field(default_factory=lambda: [256, 256])
-    generator_lr: float = Field(2e-4, gt=0)
-    discriminator_lr: float = Field(2e-4, gt=0)
-    pac: int = Field(10, ge=1)
-    max_modes: int = Field(10, ge=1, le=50)  # Gaussian mixture components per numeric column
-
-    @model_validator(mode="after")
-    def _batch_fits_pac(self) -> TrainParams:
-        if self.batch_size % (2 * self.pac) != 0:
-            raise ValueError(f"train.batch_size ({self.batch_size}) must be a multiple of 2 * train.pac")
-        per_process, rest = divmod(self.batch_size, self.num_processes)
-        if rest or per_process % self.pac:
-            raise ValueError(f"train.batch_size ({self.batch_size}) must split over train.num_processes "
-                             f"({self.num_processes}) into multiples of train.pac ({self.pac})")
-        return self
+    # generator name -> hyper-parameters; those not set take the generator's defaults. Names, defaults and
+    # bounds: `synthlake generators`. Checked against the generator when the train stage starts.
+    hyper: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class SampleParams(Strict):

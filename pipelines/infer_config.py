@@ -41,7 +41,7 @@ def infer_config(source: str, fmt: str | None = None, name: str | None = None, o
         "name": name,
         "source": {"path": _relative(source), "format": fmt, "options": options},
         "target": None,
-        "generator": "ctgan",
+        "generator": "tabular_ar",
         "columns": columns,
         "output": {"staging": f"{name}_staging", "published": name, "audit": "synthlake_audit"},
     }

@@ -8,24 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.config import ConfigError
 from pipelines.context import RunContext, StageError
 from pipelines.source import bounded, read_real
-
-HYPER_FROM_PARAMS = ["epochs", "batch_size", "embedding_dim", "generator_dim", "discriminator_dim",
-                     "generator_lr", "discriminator_lr", "pac", "max_modes"]
 
 
 def run(ctx: RunContext, spark) -> dict:
     import mlflow
 
     from pipelines import tracking
-    from synthlake.generators import get_generator
 
     profile = ctx.read_json("profile.json", "profile")
     p = ctx.params.train
+    model = build_model(ctx)
     table = _training_table(spark, ctx, profile)
-    hyper = {k: getattr(p, k) for k in HYPER_FROM_PARAMS}
-    model = get_generator(ctx.dataset.generator)(ctx.dataset.metadata, **hyper)
     print(f"[synthlake] train: encoding {len(table)} rows", flush=True)
     encoded = model.prepare(table, seed=ctx.params.seed)
 
@@ -44,10 +40,9 @@ def run(ctx: RunContext, spark) -> dict:
                          "synthlake.profile_version": profile["profile_version"]})
         mlflow.log_params({"generator": ctx.dataset.generator, "seed": ctx.params.seed,
                            "training_rows": len(table), "num_processes": p.num_processes,
-                           "use_gpu": use_gpu, **hyper})
+                           "use_gpu": use_gpu, **model.hyper})
         for h in history:
-            mlflow.log_metrics({"loss_generator": h["loss_generator"],
-                                "loss_discriminator": h["loss_discriminator"]}, step=h["epoch"])
+            mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch" and v == v}, step=h["epoch"])  # no NaN
         mlflow.log_artifact(str(ctx.run_dir / "profile.json"))
         info = tracking.log_model(model_dir, ctx.model_name)
     result = {"mlflow_run_id": run.info.run_id, "model_name": ctx.model_name,
@@ -56,6 +51,18 @@ def run(ctx: RunContext, spark) -> dict:
               "final_losses": history[-1] if history else None}
     ctx.write_json("train.json", result)
     return result
+
+
+def build_model(ctx: RunContext):
+    """The dataset's generator with params.yaml's train.hyper.<generator>; a bad name or value is a config
+    error naming the setting."""
+    from synthlake.generators import get_generator
+
+    name = ctx.dataset.generator
+    try:
+        return get_generator(name)(ctx.dataset.metadata, **ctx.params.train.hyper.get(name, {}))
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"{ctx.config_path} generator {name!r} / params train.hyper.{name}: {exc}") from exc
 
 
 def _training_table(spark, ctx: RunContext, profile: dict):
@@ -102,9 +109,9 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool) ->
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
     encoded = np.load(Path(work) / "encoded.npy", mmap_mode="r")
 
-    def progress(epoch: int, loss_g: float, loss_d: float) -> None:
-        print(f"[synthlake] train: epoch {epoch + 1}/{model.hyper['epochs']} "
-              f"loss G {loss_g:.3f} D {loss_d:.3f}", flush=True)
+    def progress(record: dict) -> None:
+        figures = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
+        print(f"[synthlake] train: epoch {record['epoch'] + 1}/{model.hyper['epochs']} {figures}", flush=True)
 
     history = model.train(np.asarray(encoded), seed=seed, device=device, on_epoch=progress)
     if rank == 0:

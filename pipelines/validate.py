@@ -15,7 +15,7 @@ from pipelines.source import bounded, read_real
 from synthlake.evaluation import METRICS, Direction, get_metric
 from synthlake.evaluation.fidelity import column_shapes
 from synthlake.evaluation.privacy import dcr
-from synthlake.metadata import ColumnKind
+from synthlake.metadata import RARE_CATEGORY, ColumnKind
 
 _GX_TYPES = {"bigint": "LongType", "double": "DoubleType", "timestamp": "TimestampType", "string": "StringType"}
 SPARK_METRICS = {"canary_share"}  # computed on the full staging table, not on samples
@@ -155,7 +155,8 @@ def build_suite(profile: dict):
             suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=name, min_value=col["min"],
                                                                   max_value=col["max"]))
         if col["kind"] == ColumnKind.CATEGORICAL.value and not col["categories"]["truncated"]:
-            values = [v for v, _ in col["categories"]["frequencies"] if v is not None]
+            # generators emit RARE_CATEGORY in place of values too rare to reproduce
+            values = [v for v, _ in col["categories"]["frequencies"] if v is not None] + [RARE_CATEGORY]
             suite.add_expectation(E.ExpectColumnValuesToBeInSet(column=name, value_set=values))
     return suite
 

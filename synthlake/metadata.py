@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+RARE_CATEGORY = "_RARE_"  # what generators emit for categories too rare to reproduce (privacy)
+
 
 class ColumnKind(StrEnum):
     NUMERIC = "numeric"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,16 +16,79 @@ import pandas as pd
 from synthlake.metadata import TableMetadata
 
 METADATA_FILE = "generator.json"
+EpochCallback = Callable[[dict[str, float]], None]  # called with each epoch's history record (on rank 0)
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """A declared hyper-parameter: its default and the values it may take.
+
+    `low` and `high` are inclusive bounds on a number (on each element of a list value); `choices` lists the
+    allowed values. A parameter whose default is an int takes ints only; one whose default is a float takes
+    ints or floats; a list default takes a non-empty list.
+    """
+
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    def check(self, owner: str, name: str, value: Any) -> None:
+        """Raise ValueError naming the parameter, the value and what it may be."""
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ValueError(f"{owner}: hyper-parameter {name!r} = {value!r} is not one of {list(self.choices)}")
+            return
+        if isinstance(self.default, list | tuple):
+            if not isinstance(value, list | tuple) or not value:
+                raise ValueError(f"{owner}: hyper-parameter {name!r} = {value!r} must be a non-empty list")
+            items = list(value)
+            example = self.default[0] if self.default else None
+        else:
+            items, example = [value], self.default
+        for item in items:
+            self._check_number(owner, name, value, item, example)
+
+    def _check_number(self, owner: str, name: str, value: Any, item: Any, example: Any) -> None:
+        if isinstance(example, bool):
+            if not isinstance(item, bool):
+                raise ValueError(f"{owner}: hyper-parameter {name!r} = {value!r} must be a bool")
+            return
+        if isinstance(example, int):
+            ok = isinstance(item, int) and not isinstance(item, bool)
+            kind = "an int"
+        elif isinstance(example, float):
+            ok = isinstance(item, int | float) and not isinstance(item, bool) and not math.isnan(item)
+            kind = "a number"
+        else:
+            return
+        if not ok:
+            raise ValueError(f"{owner}: hyper-parameter {name!r} = {value!r} must be {kind}")
+        if (self.low is not None and item < self.low) or (self.high is not None and item > self.high):
+            bounds = f"[{'-inf' if self.low is None else self.low}, {'inf' if self.high is None else self.high}]"
+            raise ValueError(f"{owner}: hyper-parameter {name!r} = {value!r} is out of bounds {bounds}")
 
 
 class Generator(ABC):
-    """Template methods: `fit` checks the table then calls `_fit`; `sample` calls `_sample`."""
+    """Template methods: `fit` checks the table then calls `_fit`; `sample` calls `_sample`.
+
+    A subclass declares its hyper-parameters in `hyper_params`; the constructor refuses unknown names and
+    out-of-bounds values, and fills in the defaults, so `self.hyper` always holds every declared parameter.
+    """
 
     name: ClassVar[str]
+    hyper_params: ClassVar[dict[str, HyperParam]] = {}
 
     def __init__(self, metadata: TableMetadata, **hyper: Any):
+        declared = self.hyper_params
+        unknown = sorted(set(hyper) - set(declared))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyper-parameters {unknown}; known: {sorted(declared)}")
+        for key, value in hyper.items():
+            declared[key].check(self.name, key, value)
         self.metadata = metadata
-        self.hyper = hyper
+        self.hyper = {key: copy.deepcopy(hyper.get(key, param.default)) for key, param in declared.items()}
 
     def fit(self, table: pd.DataFrame) -> Generator:
         missing = [c for c in self.metadata.names if c not in table.columns]

@@ -10,7 +10,6 @@ ctgan is under the Business Source License 1.1: see the README's licence notes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,34 +24,35 @@ from ctgan.synthesizers.ctgan import Generator as CTGANNetwork
 from torch.nn import functional
 
 from synthlake.fakes import generated_column
-from synthlake.generators.base import Generator
+from synthlake.generators.base import EpochCallback, Generator, HyperParam
 from synthlake.transforms import CategoricalEncoder, TableTransformer
 
-DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "batch_size": 500,
-    "embedding_dim": 128,
-    "generator_dim": [256, 256],
-    "discriminator_dim": [256, 256],
-    "generator_lr": 2e-4,
-    "discriminator_lr": 2e-4,
-    "weight_decay": 1e-6,
-    "pac": 10,
-    "max_modes": 10,
+HYPER_PARAMS: dict[str, HyperParam] = {
+    "epochs": HyperParam(10, low=1, high=100_000, doc="passes over the training rows"),
+    "batch_size": HyperParam(500, low=1, high=10_000_000, doc="global batch, a multiple of pac per process"),
+    "embedding_dim": HyperParam(128, low=1, high=4096, doc="noise dimension of the generator"),
+    "generator_dim": HyperParam([256, 256], low=1, high=16_384, doc="hidden widths of the generator"),
+    "discriminator_dim": HyperParam([256, 256], low=1, high=16_384, doc="hidden widths of the discriminator"),
+    "generator_lr": HyperParam(2e-4, low=0.0, high=1.0),
+    "discriminator_lr": HyperParam(2e-4, low=0.0, high=1.0),
+    "weight_decay": HyperParam(1e-6, low=0.0, high=1.0),
+    "pac": HyperParam(10, low=1, high=1000, doc="rows the discriminator sees together"),
+    "max_modes": HyperParam(10, low=1, high=100, doc="Gaussian-mixture modes per continuous column"),
 }
+DEFAULTS: dict[str, Any] = {k: p.default for k, p in HYPER_PARAMS.items()}
 WEIGHTS_FILE = "generator.pt"
 
-EpochCallback = Callable[[int, float, float], None]
 
 
 class CTGANGenerator(Generator):
     name = "ctgan"
+    hyper_params = HYPER_PARAMS
 
     def __init__(self, metadata, **hyper: Any):
-        unknown = sorted(set(hyper) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"ctgan: unknown hyper-parameters {unknown}; known: {sorted(DEFAULTS)}")
-        super().__init__(metadata, **{**DEFAULTS, **hyper})
+        super().__init__(metadata, **hyper)
+        if self.hyper["batch_size"] % (2 * self.hyper["pac"]):
+            raise ValueError(f"ctgan: batch_size ({self.hyper['batch_size']}) must be a multiple of 2 * pac "
+                             f"({self.hyper['pac']})")
         self.transformer: TableTransformer | None = None
         self.network: CTGANNetwork | None = None
         self.cond_probs: np.ndarray | None = None
@@ -123,7 +123,7 @@ class CTGANGenerator(Generator):
             history.append({"epoch": epoch, "loss_generator": losses[0].item(),
                             "loss_discriminator": losses[1].item()})
             if on_epoch and rank == 0:
-                on_epoch(epoch, losses[0].item(), losses[1].item())
+                on_epoch(history[-1])
         self.network = gen.cpu()
         return history
 

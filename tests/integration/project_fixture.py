@@ -28,7 +28,8 @@ VENV_BIN = Path(sys.executable).parent  # the project's environment: python, spa
 TINY_PARAMS: dict[str, Any] = {
     "seed": 7,
     "rows": 200,
-    "train": {"epochs": 1, "batch_size": 100, "num_processes": 1, "max_rows": 2000},
+    "train": {"num_processes": 1, "max_rows": 2000,
+              "hyper": {"tabular_ar": {"epochs": 1}, "ctgan": {"epochs": 1, "batch_size": 100}}},
     "sample": {"partitions": 2, "block_rows": 100},
     "validate": {"min_column_shape": 0.0},  # a 1-epoch model must pass the gate: metric thresholds are off too
 }

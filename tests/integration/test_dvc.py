@@ -26,6 +26,7 @@ PACKAGES = ("jobs", "pipelines", "synthlake")
 RUN_ID = "dvc"
 DATASET = "adult"
 CODE_DIRS = ("jobs", "pipelines", "synthlake")
+LAZY_IMPORT = re.compile(r"^(jobs|pipelines|synthlake)(\.\w+)+:\w+$")
 REPRO_TIMEOUT_S = 900  # one dvc command: the first repro took 5-9 min on a shared 2-core machine
 
 
@@ -40,8 +41,9 @@ def _module_file(name: str) -> Path | None:
 
 
 def _project_imports(path: Path) -> set[str]:
-    """Project modules a file imports, at any depth (function-level imports included), plus sibling
-    .py files it names in a string (code handed to MLflow as a file, e.g. tracking.MODEL_CODE)."""
+    """Project modules a file imports, at any depth (function-level imports included), the modules named in
+    "package.module:Class" strings (the generator registry imports them lazily), plus sibling .py files it
+    names in a string (code handed to MLflow as a file, e.g. tracking.MODEL_CODE)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -49,6 +51,8 @@ def _project_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names |= {f"{node.module}.{a.name}" for a in node.names}  # `from pipelines import tracking`
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_IMPORT.match(node.value):
+            names.add(node.value.split(":")[0])  # a registry entry imported on first use: "module:Class"
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
             sibling = path.with_name(node.value)
             if sibling.is_file():

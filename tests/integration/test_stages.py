@@ -26,7 +26,8 @@ ROWS = 300
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("project"), params={
-        "rows": ROWS, "train": {"epochs": 2, "batch_size": 200, "num_processes": 2, "max_rows": 3000},
+        "rows": ROWS, "train": {"num_processes": 2, "max_rows": 3000,
+                                  "hyper": {"tabular_ar": {"epochs": 2}, "ctgan": {"epochs": 2, "batch_size": 200}}},
         "sample": {"partitions": 3, "block_rows": 64}})
     mp = pytest.MonkeyPatch()
     mp.setenv("SYNTHLAKE_HOME", str(root))

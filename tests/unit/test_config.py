@@ -177,23 +177,13 @@ def test_wrong_type_is_named(tmp_path):
 
 
 def test_out_of_bounds_value_is_named(tmp_path):
-    message = config_error(load_params, write_yaml(tmp_path / "params.yaml", {"train": {"epochs": 0}}))
-    assert "train.epochs" in message
-
-
-@pytest.mark.parametrize("batch_size,pac,ok", [(500, 10, True), (100, 5, True), (510, 10, False),
-                                               (90, 10, False), (60, 4, False)])
-def test_batch_size_must_be_a_multiple_of_twice_pac(tmp_path, batch_size, pac, ok):
-    path = write_yaml(tmp_path / "params.yaml", {"train": {"batch_size": batch_size, "pac": pac}})
-    if ok:
-        assert load_params(path).train.batch_size == batch_size
-    else:
-        assert "batch_size" in config_error(load_params, path)
+    message = config_error(load_params, write_yaml(tmp_path / "params.yaml", {"train": {"num_processes": 0}}))
+    assert "train.num_processes" in message
 
 
 def test_missing_params_file_gives_defaults(tmp_path):
     params = load_params(tmp_path / "no-params.yaml")
-    assert params.rows >= 1 and params.train.batch_size % (2 * params.train.pac) == 0
+    assert params.rows >= 1 and params.train.hyper == {}  # every generator on its own defaults
 
 
 # ---- environment variables and overrides ----------------------------------------------------------
@@ -216,9 +206,9 @@ def test_unset_env_var_is_named(tmp_path, monkeypatch):
 
 
 def test_overrides_apply_on_top_of_the_file(tmp_path):
-    path = write_yaml(tmp_path / "params.yaml", {"seed": 3, "rows": 500, "train": {"epochs": 2}})
+    path = write_yaml(tmp_path / "params.yaml", {"seed": 3, "rows": 500, "train": {"max_rows": 5000}})
     params = load_params(path, {"rows": 1234, "seed": 99})
-    assert (params.rows, params.seed, params.train.epochs) == (1234, 99, 2)
+    assert (params.rows, params.seed, params.train.max_rows) == (1234, 99, 5000)
 
 
 def test_unset_overrides_keep_the_file_values(tmp_path):
