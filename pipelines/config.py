@@ -88,7 +88,7 @@ class TrainParams(Strict):
 
 class SampleParams(Strict):
     partitions: int = Field(4, ge=1, le=100_000)
-    block_rows: int = Field(1000, ge=1)  # rows per seeded block; changing it changes the rows
+    block_rows: int = Field(20_000, ge=1)  # rows per seeded block; changing it changes the rows
 
 
 class ProfileParams(Strict):

@@ -1,0 +1,97 @@
+"""Sampling speed: the sample stage (Spark mapInArrow into Delta) against the `ctgan` package's sample().
+
+    .venv/bin/python benchmarks/sampling.py [--rows 2000000] [--partitions 2] [--block-rows 20000]
+
+In one run: fits tabular_ar on Adult (a few epochs: sampling cost does not depend on them) and the `ctgan`
+package's CTGAN (1 epoch, likewise); times Spark's start on its own; then writes --rows rows through the
+sample stage's own code (pipelines.sample.synthetic_frame, seeded blocks over --partitions partitions) into a
+fresh Delta table, Delta write included; and times ctgan's sample() of --ctgan-rows rows on all the cores
+torch uses by default. Also prints tabular_ar's in-process sample() on one thread. Needs the `ctgan` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from adult_data import ROOT, load_adult  # benchmarks/ is on sys.path when a script in it runs
+
+from jobs.common import quiet_services
+from pipelines.config import EnvConfig, Params, load_dataset, load_env
+from pipelines.context import RunContext
+from pipelines.sample import synthetic_frame
+from pipelines.spark import get_spark
+from synthlake.generators import get_generator
+
+
+def timed(fn):
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
+def stage_rows_per_s(spark, model, rows: int, partitions: int, block_rows: int, work: Path) -> float:
+    dataset = load_dataset(ROOT / "conf/datasets/adult.yaml")
+    params = Params(rows=rows, sample={"partitions": partitions, "block_rows": block_rows})
+    env = EnvConfig(work_dir=str(work), lake_dir=str(work / "lake"))
+    ctx = RunContext(str(ROOT / "conf/datasets/adult.yaml"), dataset, params, env, "bench-sampling")
+    model.save(work / "model")
+    files = {p.name: p.read_bytes() for p in (work / "model").iterdir()}
+    path = str(work / "lake" / "staging")
+    _, seconds = timed(lambda: synthetic_frame(spark, ctx, files).write.format("delta").mode("overwrite")
+                       .partitionBy("run_id").save(path))
+    written = spark.read.format("delta").load(path).count()
+    if written != rows:
+        raise RuntimeError(f"wrote {written} rows, expected {rows}")
+    return rows / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows the sample stage writes")
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--block-rows", type=int, default=20_000)
+    parser.add_argument("--ctgan-rows", type=int, default=100_000, help="rows ctgan's sample() draws")
+    parser.add_argument("--epochs", type=int, default=3, help="tabular_ar epochs (sampling cost is the same)")
+    args = parser.parse_args()
+    quiet_services()
+    real, _, metadata = load_adult()
+
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    print("[bench] fitting tabular_ar", flush=True)
+    ours = get_generator("tabular_ar")(metadata, epochs=args.epochs).fit(real)
+    ours.sample(1000, seed=0)
+    _, in_process_s = timed(lambda: ours.sample(200_000, seed=1))
+
+    print("[bench] starting Spark", flush=True)
+    spark, spark_start_s = timed(lambda: get_spark(load_env(), app_name="synthlake-bench-sampling"))
+    with tempfile.TemporaryDirectory() as tmp:
+        stage_rate = stage_rows_per_s(spark, ours, args.rows, args.partitions, args.block_rows, Path(tmp))
+    spark.stop()
+
+    torch.set_num_threads(default_threads)  # ctgan as a user runs it: torch's default threads
+    from ctgan import CTGAN
+
+    print("[bench] fitting ctgan (1 epoch)", flush=True)
+    peer = CTGAN(epochs=1)
+    peer.fit(real, discrete_columns=[c.name for c in metadata.columns if c.kind == "categorical"])
+    peer.sample(1000)
+    _, ctgan_s = timed(lambda: peer.sample(args.ctgan_rows))
+    ctgan_rate = args.ctgan_rows / ctgan_s
+
+    print(f"\nSampling on this machine; Spark start {spark_start_s:.1f} s (not counted below)\n")
+    print("| sampler | rows | rows/s | vs ctgan sample() |")
+    print("|---|---|---|---|")
+    rows = [(f"sample stage: tabular_ar, {args.partitions} partitions, Delta write included", args.rows, stage_rate),
+            ("tabular_ar sample(), in process, 1 thread", 200_000, 200_000 / in_process_s),
+            (f"ctgan package sample(), {torch.get_num_threads()} threads", args.ctgan_rows, ctgan_rate)]
+    for name, n, rate in rows:
+        print(f"| {name} | {n:,} | {rate:,.0f} | {rate / ctgan_rate:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
