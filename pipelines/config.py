@@ -41,6 +41,13 @@ class Outputs(Strict):
     audit: str = "synthlake_audit"
 
 
+class Privacy(Strict):
+    """Differential privacy for the whole training: preprocessing and DP-SGD share this one budget."""
+
+    epsilon: float = Field(gt=0, le=100)
+    delta: float = Field(1e-5, gt=0, lt=1e-2)
+
+
 class DatasetConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     source: Source
@@ -54,6 +61,7 @@ class DatasetConfig(Strict):
     sensitive: str | None = None
     canaries: dict[str, list[str]] = Field(default_factory=dict)  # column -> planted values that must not leak
     thresholds: dict[str, float | None] = Field(default_factory=dict)  # over params.yaml's validate.thresholds
+    privacy: Privacy | None = None  # train with differential privacy (epsilon, delta)
 
     @model_validator(mode="after")
     def _check_metadata(self) -> DatasetConfig:

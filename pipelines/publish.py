@@ -13,7 +13,7 @@ AUDIT_SCHEMA = ("run_id string, dataset string, source_fingerprint string, profi
                 "model_name string, model_version string, mlflow_run_id string, `rows` bigint, "
                 "verdict string, failed_checks string, "
                 + "".join(f"{m} double, " for m in HEADLINE)
-                + "report string, started_at timestamp, published_at timestamp")
+                + "epsilon double, delta double, report string, started_at timestamp, published_at timestamp")
 
 
 def run(ctx: RunContext, spark) -> dict:
@@ -40,6 +40,7 @@ def run(ctx: RunContext, spark) -> dict:
         "mlflow_run_id": trained["mlflow_run_id"], "rows": rows, "verdict": "passed",
         "failed_checks": json.dumps(verdict["failed_checks"]),
         **{m: _number(verdict["metrics"].get(m)) for m in HEADLINE},
+        **_privacy_columns(trained.get("privacy")),
         "report": str(ctx.run_dir / "report" / "report.html"),
         "started_at": datetime.fromisoformat(profile["created_at"]), "published_at": datetime.now(UTC),
     }
@@ -48,6 +49,13 @@ def run(ctx: RunContext, spark) -> dict:
               "alias": "champion", "audit_table": ctx.table_path("audit")}
     ctx.write_json("publish.json", result)
     return result
+
+
+def _privacy_columns(privacy: dict | None) -> dict:
+    """The privacy spent (epsilon, delta) by a DP run; nulls for a run without differential privacy."""
+    if privacy is None:
+        return {"epsilon": None, "delta": None}
+    return {"epsilon": float(privacy["epsilon"]), "delta": float(privacy["delta"])}
 
 
 def _number(value) -> float | None:

@@ -31,16 +31,27 @@ def run(ctx: RunContext, spark) -> dict:
     work.mkdir(parents=True)
     np.save(work / "encoded.npy", encoded)
     use_gpu = _use_gpu(spark, p.use_gpu)
-    history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, p.num_processes, use_gpu)
+    processes = p.num_processes
+    if ctx.dataset.privacy is not None and processes > 1:
+        print("[synthlake] train: differential privacy trains in one process (train.num_processes ignored)",
+              flush=True)
+        processes = 1
+    history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu)
     shutil.rmtree(work)
+    privacy = _privacy_spent(model_dir)
 
     experiment = tracking.setup(ctx)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{ctx.dataset.name}-{ctx.run_id}") as run:
         mlflow.set_tags({"synthlake.run_id": ctx.run_id, "synthlake.dataset": ctx.dataset.name,
                          "synthlake.profile_version": profile["profile_version"]})
         mlflow.log_params({"generator": ctx.dataset.generator, "seed": ctx.params.seed,
-                           "training_rows": len(table), "num_processes": p.num_processes,
+                           "training_rows": len(table), "num_processes": processes,
                            "use_gpu": use_gpu, **model.hyper})
+        if privacy is not None:
+            mlflow.log_params({"dp.epsilon_budget": ctx.dataset.privacy.epsilon,
+                               "dp.delta_budget": ctx.dataset.privacy.delta})
+            mlflow.log_metrics({"dp.epsilon_spent": privacy["epsilon"], "dp.delta_spent": privacy["delta"]})
+            mlflow.log_dict(privacy, "privacy.json")
         for h in history:
             mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch" and v == v}, step=h["epoch"])  # no NaN
         mlflow.log_artifact(str(ctx.run_dir / "profile.json"))
@@ -48,9 +59,16 @@ def run(ctx: RunContext, spark) -> dict:
     result = {"mlflow_run_id": run.info.run_id, "model_name": ctx.model_name,
               "model_version": str(info.registered_model_version), "model_uri": info.model_uri,
               "training_rows": len(table), "epochs": len(history),
-              "final_losses": history[-1] if history else None}
+              "final_losses": history[-1] if history else None, "privacy": privacy}
     ctx.write_json("train.json", result)
     return result
+
+
+def _privacy_spent(model_dir: Path) -> dict | None:
+    """The trained model's privacy accounting (None without DP): rank 0 trained it in another process."""
+    from synthlake.generators import Generator
+
+    return getattr(Generator.load(model_dir), "privacy_report", None)
 
 
 def build_model(ctx: RunContext):
@@ -58,9 +76,12 @@ def build_model(ctx: RunContext):
     error naming the setting."""
     from synthlake.generators import get_generator
 
-    name = ctx.dataset.generator
+    name, privacy = ctx.dataset.generator, ctx.dataset.privacy
+    hyper = ctx.params.train.hyper.get(name, {})
     try:
-        return get_generator(name)(ctx.dataset.metadata, **ctx.params.train.hyper.get(name, {}))
+        if privacy is None:
+            return get_generator(name)(ctx.dataset.metadata, **hyper)
+        return get_generator(name)(ctx.dataset.metadata, privacy=privacy.model_dump(), **hyper)
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"{ctx.config_path} generator {name!r} / params train.hyper.{name}: {exc}") from exc
 

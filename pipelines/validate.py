@@ -196,7 +196,8 @@ def _write_report(ctx: RunContext, profile: dict, verdict: dict, frames: dict):
     facts = {"generator": ctx.dataset.generator, "model": f"{trained['model_name']} v{trained['model_version']}",
              "synthetic rows": ctx.params.rows, "training rows": profile["rows"],
              "holdout rows": profile["holdout"]["rows"], "source": profile["source"]["fingerprint"],
-             "profile version": profile["profile_version"], "validated at": verdict["validated_at"]}
+             "profile version": profile["profile_version"], "validated at": verdict["validated_at"],
+             "differential privacy": _privacy_fact(trained.get("privacy"))}
     html = render_report(dataset=ctx.dataset.name, run_id=ctx.run_id, passed=verdict["passed"],
                          checks=verdict["checks"], real=frames["real"], synthetic=frames["synthetic"],
                          metadata=meta, dcr={"train": to_train, "holdout": to_holdout}, facts=facts)
@@ -206,6 +207,12 @@ def _write_report(ctx: RunContext, profile: dict, verdict: dict, frames: dict):
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _privacy_fact(privacy: dict | None) -> str:
+    if privacy is None:
+        return "none (no privacy budget in the dataset config)"
+    return f"epsilon {privacy['epsilon']:.3f}, delta {privacy['delta']:.1e} spent (preprocessing and DP-SGD)"
 
 
 def _write_plot_data(folder, verdict: dict, to_train: np.ndarray, to_holdout: np.ndarray) -> None:

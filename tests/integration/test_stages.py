@@ -164,6 +164,7 @@ def test_audit_row_traces_the_run(completed, spark):
     assert row["accuracy"] == pytest.approx(verdict["metrics"]["accuracy"])
     assert row["dcr_share"] == pytest.approx(verdict["metrics"]["dcr_share"])
     assert row["report"].endswith("report.html")
+    assert row["epsilon"] is None and row["delta"] is None  # no privacy budget configured
 
 
 def test_champion_alias_points_at_the_published_version(completed):

@@ -252,3 +252,16 @@ def test_holdout_fraction_must_leave_rows_on_both_sides(tmp_path):
         path = write_yaml(tmp_path / "p.yaml", {"profile": {"holdout_fraction": fraction}})
         message = config_error(load_params, path)
         assert "profile.holdout_fraction" in message
+
+
+@pytest.mark.parametrize("privacy, key", [({"epsilon": 0}, "privacy.epsilon"), ({"delta": 1e-5}, "privacy.epsilon"),
+                                          ({"epsilon": 1, "delta": 0.5}, "privacy.delta"),
+                                          ({"epsilon": 1, "rho": 2}, "privacy.rho")])
+def test_a_bad_privacy_budget_is_named(tmp_path, privacy, key):
+    assert key in config_error(load_dataset, dataset_file(tmp_path, privacy=privacy))
+
+
+def test_privacy_budget_loads_with_a_default_delta(tmp_path):
+    dataset = load_dataset(dataset_file(tmp_path, privacy={"epsilon": 2}))
+    assert (dataset.privacy.epsilon, dataset.privacy.delta) == (2, 1e-5)
+    assert load_dataset(dataset_file(tmp_path)).privacy is None
