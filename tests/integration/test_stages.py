@@ -127,7 +127,7 @@ def test_train_logs_to_mlflow_and_registers_a_pyfunc(completed):
     ctx, results = completed
     trained = results["train"]
     client = MlflowClient()
-    history = client.get_metric_history(trained["mlflow_run_id"], "loss_generator")
+    history = client.get_metric_history(trained["mlflow_run_id"], "loss")
     assert [m.step for m in history] == [0, 1]
     run = client.get_run(trained["mlflow_run_id"])
     assert run.data.params["num_processes"] == "2"
