@@ -1,11 +1,12 @@
 """Quality and speed of the flagship generator (tabular_ar) on UCI Adult.
 
     .venv/bin/python benchmarks/flagship_quality.py [--epochs 60] [--rows 32000] [--threads 2]
-        [--set hidden_dim=256 --set lr=0.002 ...] [--generator tabular_ar]
+        [--set hidden_dim=256 --set lr=0.002 ...] [--generator tabular_ar] [--epsilon 4 --delta 1e-5]
 
 Fits on data/adult/adult.data, samples --rows rows, and prints: training seconds, sampling rows/s, and the
 metrics accuracy, column_shapes, column_pair_trends, quality (the mean of those two, as SDMetrics' quality
-score), tstr and trtr (AUC on data/adult/adult.test), dcr_share and exact_match_share.
+score), tstr and trtr (AUC on data/adult/adult.test), dcr_share and exact_match_share. With --epsilon the
+generator trains with differential privacy (privacy={"epsilon", "delta"}) and its privacy report is printed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a hyper-parameter (VALUE as JSON), repeatable"
     )
+    parser.add_argument("--epsilon", type=float, default=None, help="train with differential privacy at this epsilon")
+    parser.add_argument("--delta", type=float, default=1e-5, help="the DP delta (with --epsilon)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--compare-ctgan", action="store_true", help="also time ctgan's sample() (1 epoch on 2000 rows) as the peer"
@@ -76,7 +79,8 @@ def main() -> None:
     hyper = {k: parse_value(v) for k, v in hyper.items()}
     if args.epochs is not None:
         hyper["epochs"] = args.epochs
-    model = get_generator(args.generator)(metadata, **hyper)
+    privacy = {"epsilon": args.epsilon, "delta": args.delta} if args.epsilon is not None else None
+    model = get_generator(args.generator)(metadata, privacy=privacy, **hyper)
 
     started = time.perf_counter()
     encoded = model.prepare(real, seed=args.seed)
@@ -101,6 +105,7 @@ def main() -> None:
         "sample_rows_per_s": args.rows / sample_s,
         "final": last,
         "training": getattr(model, "training", None),
+        "privacy_report": getattr(model, "privacy_report", None),
         **scores,
     }
 
@@ -109,6 +114,9 @@ def main() -> None:
         f"{args.threads} torch threads; overrides: {hyper or 'none'}"
     )
     print(f"epochs run {len(history)}; last epoch: {json.dumps(last)}")
+    if results["privacy_report"]:
+        report = results["privacy_report"]
+        print(f"privacy: epsilon {report['epsilon']:.4f} delta {report['delta']:.3g}; DP-SGD {report['dp_sgd']}")
     rows = [("train seconds", f"{train_s:.1f}"), ("sample rows/s", f"{args.rows / sample_s:,.0f}")]
     if peer is not None:
         results["ctgan_sample_rows_per_s"] = peer

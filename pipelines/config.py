@@ -62,6 +62,7 @@ class DatasetConfig(Strict):
     canaries: dict[str, list[str]] = Field(default_factory=dict)  # column -> planted values that must not leak
     thresholds: dict[str, float | None] = Field(default_factory=dict)  # over params.yaml's validate.thresholds
     privacy: Privacy | None = None  # train with differential privacy (epsilon, delta)
+    hyper: dict[str, Any] = Field(default_factory=dict)  # the generator's hyper-parameters, over params.yaml's
 
     @model_validator(mode="after")
     def _check_metadata(self) -> DatasetConfig:
@@ -106,6 +107,10 @@ class ProfileParams(Strict):
 class ValidateParams(Strict):
     max_rows: int = Field(20_000, ge=100)  # metrics run on at most this many rows per side
     min_column_shape: float = Field(0.5, ge=0, le=1)  # every column's KS/TV complement
+    # with a privacy budget the generator never sees the real min and max nor which columns lack nulls: this
+    # share of a column's values must lie in the real range, and be non-null where the source has no nulls
+    # (without a budget: all of them)
+    dp_mostly: float = Field(0.95, gt=0, le=1)
     # metric name -> threshold (>= for higher-is-better metrics, <= for lower-is-better ones, the largest
     # distance from the ideal for metrics with an ideal value); null: measured and reported, not a gate
     thresholds: dict[str, float | None] = Field(default_factory=dict)

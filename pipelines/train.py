@@ -36,8 +36,12 @@ def run(ctx: RunContext, spark) -> dict:
         print("[synthlake] train: differential privacy trains in one process (train.num_processes ignored)",
               flush=True)
         processes = 1
-    history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu)
+    # checkpoints outlive a killed attempt (train_work does not): a retry resumes from the last epoch
+    checkpoints = ctx.run_dir / "train_checkpoints" if model.resumable else None
+    history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu, checkpoints)
     shutil.rmtree(work)
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     privacy = _privacy_spent(model_dir)
 
     experiment = tracking.setup(ctx)
@@ -72,18 +76,19 @@ def _privacy_spent(model_dir: Path) -> dict | None:
 
 
 def build_model(ctx: RunContext):
-    """The dataset's generator with params.yaml's train.hyper.<generator>; a bad name or value is a config
-    error naming the setting."""
+    """The dataset's generator with params.yaml's train.hyper.<generator>, the dataset config's `hyper` on
+    top; a bad name or value is a config error naming the setting."""
     from synthlake.generators import get_generator
 
     name, privacy = ctx.dataset.generator, ctx.dataset.privacy
-    hyper = ctx.params.train.hyper.get(name, {})
+    hyper = {**ctx.params.train.hyper.get(name, {}), **ctx.dataset.hyper}
     try:
         if privacy is None:
             return get_generator(name)(ctx.dataset.metadata, **hyper)
         return get_generator(name)(ctx.dataset.metadata, privacy=privacy.model_dump(), **hyper)
     except (ValueError, ImportError) as exc:
-        raise ConfigError(f"{ctx.config_path} generator {name!r} / params train.hyper.{name}: {exc}") from exc
+        raise ConfigError(f"{ctx.config_path} generator {name!r} (its `hyper`, params.yaml train.hyper.{name} "
+                          f"or `privacy`): {exc}") from exc
 
 
 def _training_table(spark, ctx: RunContext, profile: dict):
@@ -105,18 +110,20 @@ def _use_gpu(spark, setting: str) -> bool:
     return setting == "auto" and torch.cuda.is_available() and configured
 
 
-def _distributed_fit(spark, model, work: Path, model_dir: Path, seed: int, processes: int, use_gpu: bool):
+def _distributed_fit(spark, model, work: Path, model_dir: Path, seed: int, processes: int, use_gpu: bool,
+                     checkpoints: Path | None = None):
     from pyspark.ml.torch.distributor import TorchDistributor
 
     print(f"[synthlake] train: {processes} process(es), {'GPU' if use_gpu else 'CPU'}", flush=True)
     distributor = TorchDistributor(num_processes=processes, local_mode=True, use_gpu=use_gpu)
-    history_json = distributor.run(train_process, model, str(work), str(model_dir), seed, use_gpu)
+    history_json = distributor.run(train_process, model, str(work), str(model_dir), seed, use_gpu,
+                                   None if checkpoints is None else str(checkpoints))
     if history_json is None:
         raise StageError("training returned no result from rank 0; see the training processes' log above")
     return json.loads(history_json)
 
 
-def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool) -> str:
+def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, checkpoints: str | None = None) -> str:
     """One training process (run by torchrun under TorchDistributor): join the group, train, save."""
     import os
 
@@ -134,7 +141,8 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool) ->
         figures = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
         print(f"[synthlake] train: epoch {record['epoch'] + 1}/{model.hyper['epochs']} {figures}", flush=True)
 
-    history = model.train(np.asarray(encoded), seed=seed, device=device, on_epoch=progress)
+    resume = {} if checkpoints is None else {"checkpoint_dir": checkpoints}
+    history = model.train(np.asarray(encoded), seed=seed, device=device, on_epoch=progress, **resume)
     if rank == 0:
         tmp = Path(model_dir + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

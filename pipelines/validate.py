@@ -34,7 +34,9 @@ def run(ctx: RunContext, spark) -> dict:
     if staged.isEmpty():
         raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
     print("[synthlake] validate: expectations on the staged rows", flush=True)
-    gx_result = run_expectations(staged, profile, ctx.run_id)
+    # a DP generator never saw the exact min, max or null-free columns: a share of its values must comply
+    mostly = ctx.params.validate_.dp_mostly if ctx.dataset.privacy else 1.0
+    gx_result = run_expectations(staged, profile, ctx.run_id, mostly)
     ctx.write_json("gx_result.json", gx_result)
     checks = _expectation_checks(gx_result)
     frames = _samples(spark, ctx, profile, staged)
@@ -140,7 +142,7 @@ def _canary_checks(ctx: RunContext, staged) -> list[dict]:
     return [_check("canary_share", "privacy", share, threshold, "<=", passed)]
 
 
-def build_suite(profile: dict):
+def build_suite(profile: dict, mostly: float = 1.0):
     """Expectations the source satisfied: columns and types, not-null, numeric ranges, category sets."""
     import great_expectations as gx
     from great_expectations import expectations as E
@@ -150,10 +152,10 @@ def build_suite(profile: dict):
         suite.add_expectation(E.ExpectColumnToExist(column=name))
         suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=name, type_=_GX_TYPES[col["type"]]))
         if col["null_fraction"] == 0:
-            suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=name))
+            suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly))
         if col["kind"] == ColumnKind.NUMERIC.value and col["min"] is not None:
             suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=name, min_value=col["min"],
-                                                                  max_value=col["max"]))
+                                                                  max_value=col["max"], mostly=mostly))
         if col["kind"] == ColumnKind.CATEGORICAL.value and not col["categories"]["truncated"]:
             # generators emit RARE_CATEGORY in place of values too rare to reproduce
             values = [v for v, _ in col["categories"]["frequencies"] if v is not None] + [RARE_CATEGORY]
@@ -161,7 +163,7 @@ def build_suite(profile: dict):
     return suite
 
 
-def run_expectations(df, profile: dict, run_id: str) -> dict:
+def run_expectations(df, profile: dict, run_id: str, mostly: float = 1.0) -> dict:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -169,7 +171,7 @@ def run_expectations(df, profile: dict, run_id: str) -> dict:
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # our own progress lines suffice
     batch = (context.data_sources.add_spark(name="synthlake")
              .add_dataframe_asset(name="staging").add_batch_definition_whole_dataframe(run_id))
-    suite = context.suites.add(build_suite(profile))
+    suite = context.suites.add(build_suite(profile, mostly))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(data=batch, suite=suite, name=f"staging-{run_id}"))
     return definition.run(batch_parameters={"dataframe": df}).to_json_dict()

@@ -26,13 +26,37 @@ default_rng(seed) in blocks of fixed size, so the same (n, seed, row_offset) giv
 sample is a prefix of a longer one.
 
 Identifier and PII columns are never learned: `synthlake.fakes.generated_column` fills them. Only torch,
-numpy and pandas are used (no `ctgan`, no `rdt`). A model saves as a state_dict plus JSON.
+numpy and pandas are used (no `ctgan`, no `rdt`; opacus only under privacy). A model saves as a state_dict
+plus JSON.
+
+Differential privacy (`privacy={"epsilon": e, "delta": d}`; add/remove-one-row neighbours): everything the
+model keeps from the rows is DP and charged to the one budget, by basic composition.
+- `dp_preprocessing_share` of epsilon goes to the column encodings, split evenly over the learned columns
+  (synthlake.dp): numeric and datetime columns get bounds, quantile bins, knots and a null token from noisy
+  histograms over data-independent grids (no real value is stored; datetimes at one-second resolution);
+  categorical columns keep the categories whose Laplace count clears the stability threshold (half of delta,
+  split over them), always with an "other" token. The row count kept is a noisy one.
+- the rest of epsilon, and the rest of delta, goes to DP-SGD through Opacus (`train`): Poisson sampling,
+  per-row clipping to `max_grad_norm`, the noise multiplier the accountant (`dp_accountant`) needs for the
+  fixed `epochs`; no validation split, no early stopping; one process only.
+- `privacy_report` (also in generator.json) gives the spend: preprocessing epsilons + the accountant's
+  epsilon at the DP-SGD delta <= the requested epsilon.
+Refused with a ValueError: epsilon <= 0, delta outside (0, 1) or >= 1/rows, a budget for which no noise
+multiplier suffices, privacy with several processes. Degraded gracefully: a categorical column with no
+category above the threshold generates only "other" (RARE_CATEGORY) and nulls; a numeric column with no
+histogram bucket clearly above noise gets the largest noisy bucket as its bounds. The DP noise is drawn from
+OS entropy through numpy's and torch's default generators (not a cryptographically secure RNG, as Opacus
+without secure_mode); `dp_noise_seed` seeds it for tests only.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +68,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional
 
+from synthlake import dp
 from synthlake.fakes import generated_column
 from synthlake.generators.base import EpochCallback, Generator, HyperParam
 from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec, TableMetadata
@@ -64,6 +89,11 @@ HYPER_PARAMS: dict[str, HyperParam] = {
     "patience": HyperParam(5, low=1, high=100_000, doc="epochs without a better validation loss before stopping"),
     "split_above": HyperParam(32, low=2, high=1_000_000, doc="columns with more tokens are two: coarse, fine"),
     "temperature": HyperParam(1.0, low=0.01, high=10.0, doc="sampling temperature (1: the learned distribution)"),
+    "dp_preprocessing_share": HyperParam(
+        0.3, low=0.01, high=0.9, doc="with privacy: the share of epsilon the column encodings spend"
+    ),
+    "max_grad_norm": HyperParam(1.0, low=1e-6, high=1e6, doc="with privacy: DP-SGD's per-row gradient clip"),
+    "dp_accountant": HyperParam("rdp", choices=("rdp", "prv"), doc="with privacy: Opacus' DP-SGD accountant"),
 }
 WEIGHTS_FILE = "generator.pt"
 _MAX_LOGIT_ELEMENTS = 1 << 23  # rows x tokens held at once while sampling
@@ -90,6 +120,16 @@ class _CategoricalColumn:
         order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties by value: independent of row order
         kept = [v for v, c in order if c >= min_count][:max_categories]
         return cls(spec.name, kept, len(order) > len(kept), bool(labels.isna().any()))
+
+    @classmethod
+    def fit_dp(
+        cls, spec: ColumnSpec, values: pd.Series, budget: tuple[float, float], h: dict, rng: np.random.Generator
+    ) -> tuple[_CategoricalColumn, float]:
+        """(epsilon, delta)-DP: noisy counts, categories above the stability threshold; the "other" token is
+        always there (whether any category was dropped is not released). Returns the noisy row count too."""
+        labels = _category_strings(values).to_numpy(dtype=object)
+        found = dp.dp_categories(labels, budget[0], budget[1], h["max_categories"], rng, h["min_category_count"])
+        return cls(spec.name, found.categories, True, found.null), found.noisy_total
 
     @property
     def other_token(self) -> int | None:
@@ -184,6 +224,33 @@ class _NumericColumn:
         column.edges = edges.tolist()
         column.knots = [np.quantile(x[a:b], q).tolist() for a, b in zip(starts, stops, strict=True)]
         return column
+
+    @classmethod
+    def fit_dp(
+        cls, spec: ColumnSpec, series: pd.Series, epsilon: float, h: dict, rng: np.random.Generator
+    ) -> tuple[_NumericColumn, float]:
+        """epsilon-DP (synthlake.dp.dp_numeric): bounds, bins, knots and the null token from noisy histograms
+        over data-independent grids. Datetimes come out at a resolution of one second (the training values'
+        resolution is not released). Returns the noisy row count too."""
+        is_dt = spec.kind == ColumnKind.DATETIME
+        tz = None
+        if is_dt:
+            dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
+            tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
+        x = _to_seconds(series) if is_dt else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
+        found = dp.dp_numeric(x, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
+        column = cls(
+            spec.name,
+            integer=spec.integer,
+            datetime=is_dt,
+            tz=tz,
+            resolution=1.0 if is_dt else None,
+            values=found.values,
+            edges=found.edges,
+            knots=found.knots,
+            null=found.null,
+        )
+        return column, found.noisy_total
 
     @property
     def bins(self) -> int:
@@ -389,14 +456,25 @@ class _Sampler:
 
 
 class AutoregressiveGenerator(Generator):
+    """`privacy={"epsilon": e, "delta": d}` makes everything learned from the rows (epsilon, delta)-DP:
+    see `prepare` and `train`; `privacy_report` then says how the budget was spent."""
+
     name = "tabular_ar"
     hyper_params = HYPER_PARAMS
+    supports_privacy = True
+    resumable = True
 
-    def __init__(self, metadata: TableMetadata, **hyper: Any):
-        super().__init__(metadata, **hyper)
+    def __init__(self, metadata: TableMetadata, privacy: dict[str, float] | None = None, **hyper: Any):
+        super().__init__(metadata, privacy=privacy, **hyper)
         self.columns: list[_Column] | None = None
         self.network: nn.Module | None = None
         self.training: dict[str, Any] = {}
+        self.privacy_report: dict[str, Any] | None = None
+        self._budget: dp.Budget | None = None  # set by prepare() under privacy, spent by train()
+        self._noisy_rows: float | None = None
+        # tests only: seeds the DP noise (preprocessing and DP-SGD), which voids the guarantee against anyone
+        # who knows the seed; None draws it from the OS's entropy
+        self.dp_noise_seed: int | None = None
         self._sampler: _Sampler | None = None
 
     # ---- tokens ----------------------------------------------------------------------------------
@@ -437,6 +515,9 @@ class AutoregressiveGenerator(Generator):
         int32, one row per table row, one column per model column (a column with more than `split_above`
         tokens takes two). The encoding is deterministic: `seed` is unused."""
         h = self.hyper
+        self.network, self._sampler, self.privacy_report = None, None, None
+        if self.privacy is not None:
+            return self._prepare_dp(table)
         self.columns = []
         for spec in self.metadata.learned_columns:
             if spec.kind == ColumnKind.CATEGORICAL:
@@ -444,8 +525,50 @@ class AutoregressiveGenerator(Generator):
             else:
                 column = _NumericColumn.fit(spec, table[spec.name], h["max_bins"], h["bin_knots"])
             self.columns.append(column)
-        self.network, self._sampler = None, None
         return self._to_sub([c.encode(table[c.name]) for c in self.columns])
+
+    def _noise_rng(self, stream: int) -> np.random.Generator:
+        entropy = None if self.dp_noise_seed is None else [self.dp_noise_seed, stream]
+        return np.random.default_rng(np.random.SeedSequence(entropy))
+
+    def _prepare_dp(self, table: pd.DataFrame) -> np.ndarray:
+        """The DP column encodings. The preprocessing share of epsilon is split evenly over the learned
+        columns, half of delta over the categorical ones (category selection); each column's encoding comes
+        from its own noisy histogram (synthlake.dp). A column left with no category above the threshold keeps
+        only "other" (generated as RARE_CATEGORY) and null; a numeric column whose noisy histogram shows no
+        bucket clearly above noise gets the largest noisy bucket as its bounds. Nulls in a column whose noisy
+        null count did not pass its threshold are encoded as "other" (categorical) or the middle token."""
+        epsilon, delta = self.privacy["epsilon"], self.privacy["delta"]
+        if delta >= 1 / len(table):
+            raise ValueError(
+                f"privacy delta={delta:g} must be below 1/rows = {1 / len(table):.3g}: with delta that large, "
+                f"releasing a row outright is within budget"
+            )
+        specs = self.metadata.learned_columns
+        categorical = [s.name for s in specs if s.kind == ColumnKind.CATEGORICAL]
+        budget = dp.split_budget(epsilon, delta, self.hyper["dp_preprocessing_share"], [s.name for s in specs],
+                                 categorical)
+        rng = self._noise_rng(0)
+        self.columns, totals = [], []
+        for spec in specs:
+            eps = budget.column_epsilon[spec.name]
+            if spec.kind == ColumnKind.CATEGORICAL:
+                column, total = _CategoricalColumn.fit_dp(
+                    spec, table[spec.name], (eps, budget.column_delta[spec.name]), self.hyper, rng
+                )
+            else:
+                column, total = _NumericColumn.fit_dp(spec, table[spec.name], eps, self.hyper, rng)
+            self.columns.append(column)
+            totals.append(total)
+            if isinstance(column, _CategoricalColumn) and not column.categories:
+                warnings.warn(
+                    f"privacy: no category of column '{spec.name}' clears the threshold at epsilon {eps:.3g}: it "
+                    f"generates only {RARE_CATEGORY!r} and nulls (raise epsilon or dp_preprocessing_share)",
+                    stacklevel=3,
+                )
+        self._budget = budget
+        self._noisy_rows = float(np.median(totals))  # post-processing of the released counts
+        return self._to_sub([c.encode(_dp_fill_nulls(c, table[c.name])) for c in self.columns])
 
     def train(
         self,
@@ -453,12 +576,19 @@ class AutoregressiveGenerator(Generator):
         seed: int,
         device: str = "cpu",
         on_epoch: EpochCallback | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> list[dict[str, float]]:
         """Adam on the summed cross-entropies, early stopping on a held-out validation loss (the best weights
         are kept). Under torch.distributed each process trains on its shard of the training rows, the model in
         DistributedDataParallel; every process gets the same split, the same initial weights and the same
         number of steps. `on_epoch(record)` gets each epoch's history record on rank 0 (val_loss nan without a
         split).
+
+        `checkpoint_dir`: after every epoch rank 0 writes CHECKPOINT_FILE there (atomically), before calling
+        `on_epoch`; a later train() that finds one written for the same rows, encodings, hyper-parameters
+        (other than `epochs` without privacy), privacy and seed resumes after its epoch, on every rank, and
+        ends with the weights an uninterrupted run would have. A checkpoint that does not match is ignored
+        (and overwritten).
         """
         if self.columns is None:
             raise RuntimeError("call prepare() before train()")
@@ -470,6 +600,13 @@ class AutoregressiveGenerator(Generator):
         if len(encoded) and ((encoded < 0).any() or (encoded >= np.asarray(vocab)).any()):
             raise ValueError("encoded rows hold tokens outside the columns' vocabularies: prepare() them again")
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if self.privacy is not None:
+            if world > 1:
+                raise ValueError("differential privacy trains in one process: set train.num_processes: 1")
+            with warnings.catch_warnings():  # Opacus' notes on integer inputs and on RDP orders are noise here
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+                return self._train_dp(encoded, vocab, seed, device, on_epoch, checkpoint_dir)
 
         order = np.random.default_rng(seed).permutation(len(encoded))  # the same split on every rank
         n_val = int(len(encoded) * h["val_fraction"]) if len(encoded) >= 20 else 0
@@ -485,12 +622,24 @@ class AutoregressiveGenerator(Generator):
         network = self._build(vocab).to(device)
         model = torch.nn.parallel.DistributedDataParallel(network) if world > 1 else network
         opt = torch.optim.Adam(network.parameters(), lr=h["lr"], weight_decay=h["weight_decay"])
-        gen = torch.Generator().manual_seed(seed * 7919 + rank)
+        gen = torch.Generator()
 
         history: list[dict[str, float]] = []
-        best, best_state, best_epoch, waited = math.inf, None, -1, 0
-        for epoch in range(h["epochs"]):
+        best, best_state, best_epoch, waited, stopped = math.inf, None, -1, 0, False
+        ckpt = _Checkpoint(checkpoint_dir, self._signature(encoded, seed, world)) if checkpoint_dir else None
+        state = ckpt.load(device) if ckpt else None
+        if state is not None:
+            network.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            history, best, best_state = state["history"], state["best"], state["best_state"]
+            best_epoch, waited, stopped = state["best_epoch"], state["waited"], state["stopped"]
+        if ckpt and world > 1:
+            dist.barrier()  # every rank has read the checkpoint before rank 0 writes the next
+        for epoch in range(len(history), 0 if stopped else h["epochs"]):
             network.train()
+            # the batch order and the dropout masks come from (seed, rank, epoch): a resumed run continues them
+            gen.manual_seed(_stream(seed, rank, epoch, 0))
+            torch.manual_seed(_stream(seed, rank, epoch, 1))
             rows = _batch_order(len(shard), steps * local_batch, gen).to(device)
             total = torch.zeros((), device=device)
             for step in range(steps):
@@ -506,17 +655,21 @@ class AutoregressiveGenerator(Generator):
             train_loss = losses[0].item() / world
             val_loss = losses[1].item() / losses[2].item() if losses[2] > 0 else math.nan
             history.append({"epoch": epoch, "loss": train_loss, "val_loss": val_loss})
+            if not math.isnan(val_loss):
+                if val_loss < best - 1e-4:
+                    best, best_epoch, waited = val_loss, epoch, 0
+                    best_state = copy.deepcopy(network.state_dict())
+                else:
+                    waited += 1
+                    stopped = waited >= h["patience"]
+            if ckpt and rank == 0:
+                ckpt.save({"model": network.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                           "best": best, "best_state": best_state, "best_epoch": best_epoch, "waited": waited,
+                           "stopped": stopped})
             if on_epoch and rank == 0:
                 on_epoch(history[-1])
-            if math.isnan(val_loss):
-                continue
-            if val_loss < best - 1e-4:
-                best, best_epoch, waited = val_loss, epoch, 0
-                best_state = copy.deepcopy(network.state_dict())
-            else:
-                waited += 1
-                if waited >= h["patience"]:
-                    break
+            if stopped:
+                break
         if best_state is not None:
             network.load_state_dict(best_state)
         self.network, self._sampler = network.cpu().eval(), None
@@ -527,6 +680,126 @@ class AutoregressiveGenerator(Generator):
             "best_val_loss": best if best_state is not None else None,
         }
         return history
+
+    def _train_dp(
+        self,
+        encoded: np.ndarray,
+        vocab: list[int],
+        seed: int,
+        device: str,
+        on_epoch: EpochCallback | None,
+        checkpoint_dir: str | Path | None,
+    ) -> list[dict[str, float]]:
+        """DP-SGD (Opacus: per-row gradients clipped to `max_grad_norm`, Gaussian noise, Adam on the noisy
+        mean): `epochs` fixed passes, no validation split and no early stopping (choosing an epoch by a real
+        loss is not accounted). Each step takes every row independently with probability q = batch_size /
+        the noisy row count (Poisson sampling); the noise multiplier is the smallest that keeps `epochs / q`
+        steps within the DP-SGD share of the budget. Each history record carries the total epsilon spent so
+        far; its `loss` (the mean over the step's rows) is a diagnostic, not DP, and not kept in the model."""
+        from opacus import GradSampleModule
+        from opacus.accountants import create_accountant
+        from opacus.optimizers import DPOptimizer
+
+        if self._budget is None or self._noisy_rows is None:
+            raise RuntimeError("privacy: call prepare() (in this process's model) before train()")
+        h, budget = self.hyper, self._budget
+        rows = max(1.0, self._noisy_rows)
+        q = min(1.0, h["batch_size"] / rows)
+        steps_per_epoch = max(1, round(1 / q))
+        steps = h["epochs"] * steps_per_epoch
+        sigma = dp.noise_multiplier(budget.sgd_epsilon, budget.sgd_delta, q, steps, h["dp_accountant"])
+
+        torch.manual_seed(seed)
+        network = self._build(vocab).to(device)
+        model = GradSampleModule(network, batch_first=True, loss_reduction="mean", strict=True)
+        opt = torch.optim.Adam(network.parameters(), lr=h["lr"], weight_decay=h["weight_decay"])
+        noise = torch.Generator(device=device).manual_seed(int(self._noise_rng(1).integers(2**62)))
+        optimizer = DPOptimizer(
+            opt,
+            noise_multiplier=sigma,
+            max_grad_norm=h["max_grad_norm"],
+            expected_batch_size=q * rows,
+            loss_reduction="mean",
+            generator=noise,
+        )
+        accountant = create_accountant(h["dp_accountant"])
+        optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=q))
+        sampling = torch.Generator().manual_seed(int(self._noise_rng(2).integers(2**62)))
+        data = torch.from_numpy(encoded.astype(np.int64)).to(device)
+        params = [p for p in network.parameters() if p.requires_grad]
+        pre_epsilon = sum(budget.column_epsilon.values())
+
+        history: list[dict[str, float]] = []
+        extra = {"noise_multiplier": sigma, "sample_rate": q}
+        ckpt = _Checkpoint(checkpoint_dir, self._signature(encoded, seed, 1, extra)) if checkpoint_dir else None
+        state = ckpt.load(device) if ckpt else None
+        if state is not None:
+            network.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            noise.set_state(state["noise_rng"])
+            sampling.set_state(state["sampling_rng"])
+            accountant.history = [tuple(step) for step in state["accountant"]]
+            history = state["history"]
+        for epoch in range(len(history), h["epochs"]):
+            network.train()
+            torch.manual_seed(_stream(seed, 0, epoch, 1))  # dropout
+            total, counted = 0.0, 0
+            for _ in range(steps_per_epoch):
+                batch = data[(torch.rand(len(data), generator=sampling) < q).to(device)]
+                optimizer.zero_grad(set_to_none=True)
+                if len(batch):
+                    loss = _mean_loss(model, batch)
+                    loss.backward()
+                    total, counted = total + loss.item(), counted + 1
+                else:  # an empty Poisson batch: the step is noise alone
+                    for p in params:
+                        p.grad_sample = torch.zeros(0, *p.shape, device=p.device)
+                optimizer.step()
+            spent = pre_epsilon + accountant.get_epsilon(delta=budget.sgd_delta)
+            history.append({"epoch": epoch, "loss": total / counted if counted else math.nan, "val_loss": math.nan,
+                            "epsilon": spent})
+            if ckpt:
+                ckpt.save({"model": network.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                           "noise_rng": noise.get_state(), "sampling_rng": sampling.get_state(),
+                           "accountant": [list(step) for step in accountant.history]})
+            if on_epoch:
+                on_epoch(history[-1])
+        model._close()
+        for p in params:
+            p.grad_sample = None
+        self.network, self._sampler = network.cpu().eval(), None
+        self.privacy_report = self._privacy_report(sigma, q, steps, history[-1]["epsilon"] - pre_epsilon)
+        self.training = {"epochs_run": len(history), "rows": round(rows), "best_epoch": None, "best_val_loss": None}
+        return history
+
+    def _signature(self, encoded: np.ndarray, seed: int, world: int, extra: dict | None = None) -> str:
+        """What a checkpoint must have been written for to be resumed from."""
+        hyper = {k: v for k, v in self.hyper.items() if k != "temperature" and (self.privacy or k != "epochs")}
+        rows = hashlib.sha256(np.ascontiguousarray(encoded).tobytes()).hexdigest()
+        return json.dumps(
+            {"rows": rows, "shape": list(encoded.shape), "columns": [c.to_json() for c in self.columns],
+             "hyper": hyper, "privacy": self.privacy, "seed": seed, "world": world, **(extra or {})},
+            sort_keys=True,
+        )
+
+    def _privacy_report(self, sigma: float, q: float, steps: int, sgd_epsilon: float) -> dict[str, Any]:
+        budget = self._budget
+        return {
+            "epsilon": sum(budget.column_epsilon.values()) + sgd_epsilon,
+            "delta": sum(budget.column_delta.values()) + budget.sgd_delta,
+            "requested": dict(self.privacy),
+            "preprocessing": dict(budget.column_epsilon),
+            "preprocessing_delta": dict(budget.column_delta),
+            "dp_sgd": {
+                "epsilon": sgd_epsilon,
+                "delta": budget.sgd_delta,
+                "noise_multiplier": sigma,
+                "sample_rate": q,
+                "steps": steps,
+                "max_grad_norm": self.hyper["max_grad_norm"],
+                "accountant": self.hyper["dp_accountant"],
+            },
+        }
 
     def _build(self, vocab: list[int]) -> nn.Module:
         h = self.hyper
@@ -564,16 +837,75 @@ class AutoregressiveGenerator(Generator):
         if self.network is None or self.columns is None:
             raise RuntimeError("cannot save an unfitted generator")
         torch.save(self.network.state_dict(), directory / WEIGHTS_FILE)
-        return {"columns": [c.to_json() for c in self.columns], "training": self.training}
+        return {
+            "columns": [c.to_json() for c in self.columns],
+            "training": self.training,
+            "privacy_report": self.privacy_report,
+        }
 
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
         self.columns = [_column_from_json(c) for c in state["columns"]]
         self.training = state.get("training", {})
+        self.privacy_report = state.get("privacy_report")
         self.network = self._build(self._sub_vocab())
         weights = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         self.network.load_state_dict(weights)
         self.network.eval()
         self._sampler = None
+
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class _Checkpoint:
+    """A training checkpoint: tensors, state dicts and plain values, saved with torch.save and loaded with
+    weights_only=True (no pickled objects); `signature` says what it was written for."""
+
+    def __init__(self, directory: str | Path, signature: str):
+        self.path = Path(directory) / CHECKPOINT_FILE
+        self.signature = signature
+
+    def load(self, device: str) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, map_location=device, weights_only=True)
+        if state.get("signature") != self.signature:
+            warnings.warn(f"{self.path} was written for other rows or settings: training starts afresh", stacklevel=3)
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({**state, "signature": self.signature}, tmp)
+        os.replace(tmp, self.path)
+
+
+def _stream(seed: int, rank: int, epoch: int, purpose: int) -> int:
+    """A seed for one (seed, rank, epoch, purpose): random streams that a resumed run picks up exactly."""
+    return int(np.random.SeedSequence([seed, rank, epoch, purpose]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _dp_fill_nulls(column: _Column, values: pd.Series) -> pd.Series:
+    """Under DP a column's null token exists only if its noisy null count passed a threshold: nulls in a
+    column without one are encoded as "other" (categorical) or the middle value of the column's bins."""
+    if column.null or not values.isna().any():
+        return values
+    if isinstance(column, _CategoricalColumn):
+        return values.astype(object).where(values.notna(), RARE_CATEGORY + "\0")  # not a kept category
+    if column.values is not None:
+        middle = column.values[len(column.values) // 2]
+    else:
+        knots = column.knots[len(column.knots) // 2]
+        middle = knots[len(knots) // 2]
+    if column.datetime:
+        stamp = pd.Timestamp(middle, unit="s", tz="UTC")
+        if column.tz is None:
+            stamp = stamp.tz_localize(None)
+        else:
+            stamp = stamp.tz_convert(column.tz)
+        return values.where(values.notna(), stamp)
+    return values.astype(float).fillna(middle)
 
 
 def _val_sums(network: nn.Module, val: torch.Tensor) -> list[torch.Tensor]:

@@ -79,8 +79,16 @@ class Generator(ABC):
 
     name: ClassVar[str]
     hyper_params: ClassVar[dict[str, HyperParam]] = {}
+    supports_privacy: ClassVar[bool] = False  # can train under differential privacy (`privacy=`)
+    resumable: ClassVar[bool] = False  # train(..., checkpoint_dir=) checkpoints each epoch and resumes
 
-    def __init__(self, metadata: TableMetadata, **hyper: Any):
+    def __init__(self, metadata: TableMetadata, privacy: dict[str, float] | None = None, **hyper: Any):
+        """`privacy`: {"epsilon": ..., "delta": ...} to train with differential privacy, None for none."""
+        from synthlake.dp import check_privacy
+
+        if privacy is not None and not self.supports_privacy:
+            raise ValueError(f"generator {self.name!r} does not support differential privacy; use tabular_ar")
+        self.privacy = check_privacy(privacy)
         declared = self.hyper_params
         unknown = sorted(set(hyper) - set(declared))
         if unknown:
@@ -115,6 +123,7 @@ class Generator(ABC):
             "generator": self.name,
             "metadata": self.metadata.model_dump(mode="json"),
             "hyper": self.hyper,
+            "privacy": self.privacy,
             "state": self._save(directory),
         }
         (directory / METADATA_FILE).write_text(json.dumps(state, indent=1))
@@ -128,7 +137,9 @@ class Generator(ABC):
         klass = get_generator(state["generator"])
         if cls is not Generator and klass is not cls:
             raise ValueError(f"{directory} holds a {state['generator']!r} model, not {cls.name!r}")
-        model = klass(TableMetadata.model_validate(state["metadata"]), **state["hyper"])
+        model = klass(
+            TableMetadata.model_validate(state["metadata"]), privacy=state.get("privacy"), **state["hyper"]
+        )
         model._load(directory, state["state"])
         return model
 

@@ -223,6 +223,32 @@ def test_failed_gate_leaves_published_table_untouched(completed, project, spark)
     assert spark.read.format("delta").load(published).where("run_id = 'it-run-strict'").count() == 0
 
 
+def test_a_private_run_records_the_budget_it_spent(completed, spark):
+    from mlflow import MlflowClient
+
+    from pipelines.config import Privacy
+
+    ctx, _ = completed
+    dataset = ctx.dataset.model_copy(update={"privacy": Privacy(epsilon=2.0, delta=1e-5)})
+    # a 2-epoch DP model on 2,600 rows is rough: most, not 95%, of its values fall in the real ranges
+    params = ctx.params.model_copy(update={"validate_": ctx.params.validate_.model_copy(
+        update={"dp_mostly": 0.8})})
+    private = RunContext(ctx.config_path, dataset, params, ctx.env, "it-run-dp")
+    private.run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ctx.run_dir / "profile.json", private.run_dir / "profile.json")  # the same source and split
+    for stage in (train, sample, validate, publish):
+        stage.run(private, spark)
+    spent = json.loads((private.run_dir / "train.json").read_text())["privacy"]
+    assert 0 < spent["epsilon"] <= 2.0 and spent["delta"] <= 1e-5
+    assert spent["dp_sgd"]["noise_multiplier"] > 0 and sum(spent["preprocessing"].values()) > 0
+    run = MlflowClient().get_run(json.loads((private.run_dir / "train.json").read_text())["mlflow_run_id"])
+    assert run.data.metrics["dp.epsilon_spent"] == pytest.approx(spent["epsilon"])
+    audit = spark.read.format("delta").load(private.table_path("audit")).where("run_id = 'it-run-dp'").first()
+    assert audit["epsilon"] == pytest.approx(spent["epsilon"]) and audit["delta"] == pytest.approx(spent["delta"])
+    assert f"epsilon {spent['epsilon']:.3f}" in (private.run_dir / "report" / "report.html").read_text()
+    assert not (private.run_dir / "train_checkpoints").exists()  # removed once the model is saved
+
+
 def test_stage_out_of_order_names_the_missing_stage(project, spark):
     ctx = context(project, run_id="never-profiled")
     with pytest.raises(StageError, match="run the profile stage"):

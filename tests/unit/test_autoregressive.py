@@ -410,3 +410,69 @@ def test_ddp_on_two_processes_trains_identical_weights(tmp_path):
     single = AutoregressiveGenerator(table_metadata(), **{**TINY, "epochs": 2, "patience": 10})
     single.train(single.prepare(table, seed=0), seed=3)
     assert any(not torch.equal(w0[k], v) for k, v in single.network.state_dict().items()), "sharded, not copied"
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(epoch: int):
+    def on_epoch(record: dict) -> None:
+        if record["epoch"] == epoch:
+            raise _Killed
+
+    return on_epoch
+
+
+def _resumed_equals_straight(make_model, table, tmp_path, epochs: int = 4) -> tuple:
+    straight = make_model()
+    encoded = straight.prepare(table, seed=0)
+    full = straight.train(encoded, seed=3)
+
+    killed = make_model()
+    encoded = killed.prepare(table, seed=0)
+    with pytest.raises(_Killed):
+        killed.train(encoded, seed=3, on_epoch=_kill_after(1), checkpoint_dir=tmp_path)
+    assert (tmp_path / "checkpoint.pt").exists() and not list(tmp_path.glob("*.tmp"))
+    seen = []
+    resumed = make_model()
+    encoded = resumed.prepare(table, seed=0)
+    history = resumed.train(encoded, seed=3, on_epoch=seen.append, checkpoint_dir=tmp_path)
+    assert [r["epoch"] for r in seen] == list(range(2, len(full)))  # only the remaining epochs ran
+    assert json.dumps(history) == json.dumps(full)  # nan-safe
+    for (name, a), b in zip(straight.network.state_dict().items(), resumed.network.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    return straight, resumed
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
+    hyper = {**TINY, "epochs": 4, "patience": 100, "dropout": 0.1}
+    _resumed_equals_straight(lambda: AutoregressiveGenerator(table_metadata(), **hyper), make_table(400), tmp_path)
+
+
+def test_a_killed_dp_run_resumes_to_the_same_weights_and_budget(tmp_path):
+    hyper = {"epochs": 4, "batch_size": 128, "hidden_dim": 16}
+
+    def make_model():
+        model = AutoregressiveGenerator(table_metadata(), privacy={"epsilon": 4.0, "delta": 1e-5}, **hyper)
+        model.dp_noise_seed = 5  # the same encodings each prepare(): the checkpoint matches
+        return model
+
+    straight, resumed = _resumed_equals_straight(make_model, make_table(800), tmp_path)
+    assert resumed.privacy_report == straight.privacy_report
+
+
+def test_a_checkpoint_for_other_settings_is_ignored(tmp_path):
+    table = make_table(300)
+    first = AutoregressiveGenerator(table_metadata(), **{**TINY, "epochs": 2})
+    first.train(first.prepare(table, seed=0), seed=0, checkpoint_dir=tmp_path)
+    other = AutoregressiveGenerator(table_metadata(), **{**TINY, "epochs": 2, "lr": 0.01})
+    with pytest.warns(UserWarning, match="starts afresh"):
+        history = other.train(other.prepare(table, seed=0), seed=0, checkpoint_dir=tmp_path)
+    assert len(history) == 2
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # plain tensors and values only
+    assert json.loads(state["signature"])["hyper"]["lr"] == 0.01
