@@ -18,24 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
+from adult_data import load_adult  # benchmarks/ is on sys.path when a script in it runs
 
 from synthlake.evaluation import evaluate
 from synthlake.generators import get_generator
 from synthlake.metadata import TableMetadata
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["accuracy", "column_shapes", "column_pair_trends", "tstr", "trtr", "dcr_share", "exact_match_share"]
-
-
-def load_adult() -> tuple[pd.DataFrame, pd.DataFrame, TableMetadata]:
-    config = yaml.safe_load((ROOT / "conf/datasets/adult.yaml").read_text())
-    metadata = TableMetadata(columns=config["columns"], target=config["target"])
-    options = dict(header=None, names=metadata.names, sep=",", skipinitialspace=True, na_values="?")
-    train = pd.read_csv(ROOT / "data/adult/adult.data", **options)
-    test = pd.read_csv(ROOT / "data/adult/adult.test", skiprows=1, **options)
-    test["income"] = test["income"].str.rstrip(".")
-    return train.dropna(how="all"), test.dropna(how="all"), metadata
 
 
 def parse_value(text: str):

@@ -26,6 +26,7 @@ from synthlake.evaluation import evaluate
 from synthlake.generators import get_generator
 from synthlake.metadata import ColumnKind, TableMetadata
 
+DP_HYPER = {"epochs": 10, "batch_size": 1024}  # DP-SGD: fewer, larger batches (each step spends budget)
 Fit = Callable[[pd.DataFrame, TableMetadata], Callable[[int], pd.DataFrame]]  # fit(real, meta) -> sample(n)
 
 
@@ -80,8 +81,8 @@ def candidates(epochs: int) -> dict[str, tuple[Fit, float | None]]:
     """name -> (fit, epsilon)."""
     return {
         "tabular_ar": (ours("tabular_ar"), None),
-        "tabular_ar_dp_eps4": (ours("tabular_ar", privacy={"epsilon": 4.0, "delta": 1e-5}), 4.0),
-        "tabular_ar_dp_eps1": (ours("tabular_ar", privacy={"epsilon": 1.0, "delta": 1e-5}), 1.0),
+        "tabular_ar_dp_eps4": (ours("tabular_ar", privacy={"epsilon": 4.0, "delta": 1e-5}, **DP_HYPER), 4.0),
+        "tabular_ar_dp_eps1": (ours("tabular_ar", privacy={"epsilon": 1.0, "delta": 1e-5}, **DP_HYPER), 1.0),
         "ctgan": (ours("ctgan", epochs=epochs), None),
         "ctgan_pkg": (ctgan_package(epochs), None),
         "sdv_gaussian_copula": (sdv("gaussian_copula", epochs), None),

@@ -97,7 +97,7 @@ HYPER_PARAMS: dict[str, HyperParam] = {
 }
 WEIGHTS_FILE = "generator.pt"
 _MAX_LOGIT_ELEMENTS = 1 << 23  # rows x tokens held at once while sampling
-_CHUNK = 8192  # rows sampled at once
+_CHUNK = 32768  # rows sampled at once (measured: 8192 rows 112k rows/s, 32768 159k, 131072 167k, 1 thread)
 
 
 
