@@ -39,12 +39,14 @@ DPI = 100
 # One line on what a known metric means, for readers who do not know the names (matched on the last ':' part).
 MEANINGS = {
     "column_shapes": "mean per-column similarity (KS / TV complement), 1 = identical",
-    "mean_column_shape": "mean per-column similarity (KS / TV complement), 1 = identical",
     "column_pair_trends": "mean similarity of column-pair correlations / contingency tables, 1 = identical",
     "accuracy": "1 - TVD of discretised columns and pairs, 1 = identical",
     "accuracy_univariate": "1 - TVD of each discretised column",
     "accuracy_bivariate": "1 - TVD of each discretised column pair",
     "detection_auc": "AUC of a classifier telling real from synthetic rows, 0.5 = indistinguishable",
+    "tstr": "a model trained on synthetic rows, tested on the real holdout (AUC, or R^2), higher is better",
+    "trtr": "the same model trained on real training rows: the reference for tstr",
+    "utility_gap": "trtr - tstr: what training on synthetic rows costs, 0 ideal",
     "exact_match_share": "share of synthetic rows identical to a training row, 0 ideal",
     "dcr_share": "share of synthetic rows closer to a training row than to a holdout row, 0.5 ideal",
     "nndr": "mean nearest / second-nearest training distance ratio, higher is safer",
