@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from synthlake.evaluation.base import MISSING, bounded, is_continuous, to_float, to_labels
+from synthlake.evaluation.fidelity import pearson
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 HEADLINE_FAMILIES = ("fidelity", "utility", "privacy")
@@ -544,7 +545,7 @@ def association_matrix(frame: pd.DataFrame, specs: Iterable[ColumnSpec]) -> np.n
         for j in range(i + 1, n):
             b = specs[j]
             if a.name in cont and b.name in cont:
-                v = _pearson(cont[a.name], cont[b.name])
+                v = pearson(cont[a.name], cont[b.name])
             elif a.name in codes and b.name in codes:
                 v = _cramers_v(codes[a.name], codes[b.name])
             else:
@@ -557,14 +558,6 @@ def association_matrix(frame: pd.DataFrame, specs: Iterable[ColumnSpec]) -> np.n
 def _constant(x: np.ndarray) -> bool:
     x = x[~np.isnan(x)]
     return x.size < 2 or np.ptp(x) == 0
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.clip(np.corrcoef(x, y)[0, 1], -1, 1))
 
 
 def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:

@@ -154,11 +154,7 @@ class _CategoricalColumn:
                     f"column '{self.name}': categories not seen when fitting: {sorted(set(labels[unknown]))[:5]}"
                 )
             tokens[unknown] = self.other_token
-        if missing.any():
-            if self.null_token is None:
-                raise ValueError(f"column '{self.name}': nulls, but none were seen when fitting")
-            tokens[missing] = self.null_token
-        return tokens
+        return _with_nulls(tokens, missing, self.null_token, self.name)
 
     def decode(self, tokens: np.ndarray, u: np.ndarray) -> pd.Series:
         values = np.empty(len(tokens), dtype=object)
@@ -276,11 +272,7 @@ class _NumericColumn:
         else:
             tokens = np.searchsorted(self.edges, x, side="left")
         tokens = tokens.astype(np.int64)
-        if missing.any():
-            if self.null_token is None:
-                raise ValueError(f"column '{self.name}': nulls, but none were seen when fitting")
-            tokens[missing] = self.null_token
-        return tokens
+        return _with_nulls(tokens, missing, self.null_token, self.name)
 
     def decode(self, tokens: np.ndarray, u: np.ndarray) -> pd.Series:
         x = np.full(len(tokens), np.nan)
@@ -325,6 +317,15 @@ class _NumericColumn:
 
 
 _Column = _CategoricalColumn | _NumericColumn
+
+
+def _with_nulls(tokens: np.ndarray, missing: np.ndarray, null_token: int | None, name: str) -> np.ndarray:
+    """`tokens` with the null token where values are missing; nulls unseen when fitting are an error."""
+    if missing.any():
+        if null_token is None:
+            raise ValueError(f"column '{name}': nulls, but none were seen when fitting")
+        tokens[missing] = null_token
+    return tokens
 
 
 def _column_from_json(data: dict[str, Any]) -> _Column:
