@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/sampling.py [--rows 2000000] [--partitions 2] [--block-rows 20000]
 
 In one run: fits tabular_ar on Adult (a few epochs: sampling cost does not depend on them) and the `ctgan`
-package's CTGAN (1 epoch, likewise); times Spark's start on its own; then writes --rows rows through the
-sample stage's own code (pipelines.sample.synthetic_frame, seeded blocks over --partitions partitions) into a
-fresh Delta table, Delta write included; and times ctgan's sample() of --ctgan-rows rows on all the cores
-torch uses by default. Also prints tabular_ar's in-process sample() on one thread. Needs the `ctgan` extra.
+package's CTGAN (1 epoch, likewise); times Spark's start on its own (the session, then its Python workers,
+started by one trivial job); then writes --rows rows through the sample stage's own code (seeded blocks over
+--partitions partitions, the executors loading the sampler as the stage ships it) into a fresh Delta table,
+Delta commit included, once with each writer (`arrow`, the default, and `spark`); and times ctgan's sample()
+of --ctgan-rows rows on all the cores torch uses by default. Also prints tabular_ar's in-process
+sample_arrow() on one thread. Needs the `ctgan` extra.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from adult_data import ROOT, load_adult  # benchmarks/ is on sys.path when a scr
 from jobs.common import quiet_services
 from pipelines.config import EnvConfig, Params, load_dataset, load_env
 from pipelines.context import RunContext
-from pipelines.sample import synthetic_frame
+from pipelines.sample import write_staging
 from pipelines.spark import get_spark
 from synthlake.generators import get_generator
 
@@ -33,16 +35,15 @@ def timed(fn):
     return result, time.perf_counter() - started
 
 
-def stage_rows_per_s(spark, model, rows: int, partitions: int, block_rows: int, work: Path) -> float:
+def stage_rows_per_s(spark, model, rows: int, partitions: int, block_rows: int, writer: str, work: Path) -> float:
     dataset = load_dataset(ROOT / "conf/datasets/adult.yaml")
-    params = Params(rows=rows, sample={"partitions": partitions, "block_rows": block_rows})
+    params = Params(rows=rows, sample={"partitions": partitions, "block_rows": block_rows, "writer": writer})
     env = EnvConfig(work_dir=str(work), lake_dir=str(work / "lake"))
     ctx = RunContext(str(ROOT / "conf/datasets/adult.yaml"), dataset, params, env, "bench-sampling")
-    model.save(work / "model")
+    model.save_sampler(work / "model")  # what the stage ships to its executors
     files = {p.name: p.read_bytes() for p in (work / "model").iterdir()}
     path = str(work / "lake" / "staging")
-    _, seconds = timed(lambda: synthetic_frame(spark, ctx, files).write.format("delta").mode("overwrite")
-                       .partitionBy("run_id").save(path))
+    _, seconds = timed(lambda: write_staging(spark, ctx, files, path))
     written = spark.read.format("delta").load(path).count()
     if written != rows:
         raise RuntimeError(f"wrote {written} rows, expected {rows}")
@@ -64,13 +65,18 @@ def main() -> None:
     torch.set_num_threads(1)
     print("[bench] fitting tabular_ar", flush=True)
     ours = get_generator("tabular_ar")(metadata, epochs=args.epochs).fit(real)
-    ours.sample(1000, seed=0)
-    _, in_process_s = timed(lambda: ours.sample(200_000, seed=1))
+    ours.sample_arrow(1000, seed=0)
+    _, in_process_s = timed(lambda: ours.sample_arrow(200_000, seed=1))
 
     print("[bench] starting Spark", flush=True)
     spark, spark_start_s = timed(lambda: get_spark(load_env(), app_name="synthlake-bench-sampling"))
-    with tempfile.TemporaryDirectory() as tmp:
-        stage_rate = stage_rows_per_s(spark, ours, args.rows, args.partitions, args.block_rows, Path(tmp))
+    _, workers_start_s = timed(lambda: spark.range(0, 2, 1, 2).mapInArrow(lambda b: b, "id long").collect())
+    stage_rates = {}
+    for writer in ("arrow", "spark"):
+        print(f"[bench] sample stage, {writer} writer", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            stage_rates[writer] = stage_rows_per_s(spark, ours, args.rows, args.partitions, args.block_rows, writer,
+                                                   Path(tmp))
     spark.stop()
 
     torch.set_num_threads(default_threads)  # ctgan as a user runs it: torch's default threads
@@ -83,11 +89,14 @@ def main() -> None:
     _, ctgan_s = timed(lambda: peer.sample(args.ctgan_rows))
     ctgan_rate = args.ctgan_rows / ctgan_s
 
-    print(f"\nSampling on this machine; Spark start {spark_start_s:.1f} s (not counted below)\n")
+    print(f"\nSampling on this machine; Spark start {spark_start_s:.1f} s (session) + {workers_start_s:.1f} s "
+          "(Python workers), not counted below\n")
     print("| sampler | rows | rows/s | vs ctgan sample() |")
     print("|---|---|---|---|")
-    rows = [(f"sample stage: tabular_ar, {args.partitions} partitions, Delta write included", args.rows, stage_rate),
-            ("tabular_ar sample(), in process, 1 thread", 200_000, 200_000 / in_process_s),
+    stage = f"sample stage: tabular_ar, {args.partitions} partitions, Delta write included"
+    rows = [(f"{stage}, arrow writer (default)", args.rows, stage_rates["arrow"]),
+            (f"{stage}, spark writer", args.rows, stage_rates["spark"]),
+            ("tabular_ar sample_arrow(), in process, 1 thread", 200_000, 200_000 / in_process_s),
             (f"ctgan package sample(), {torch.get_num_threads()} threads", args.ctgan_rows, ctgan_rate)]
     for name, n, rate in rows:
         print(f"| {name} | {n:,} | {rate:,.0f} | {rate / ctgan_rate:.1f}x |")

@@ -98,6 +98,9 @@ class TrainParams(Strict):
 class SampleParams(Strict):
     partitions: int = Field(4, ge=1, le=100_000)
     block_rows: int = Field(20_000, ge=1)  # rows per seeded block; changing it changes the rows
+    # arrow: executors write Parquet with pyarrow, the driver commits with delta-rs (fast); spark: Spark's
+    # Delta writer (for lakes that pyarrow and delta-rs cannot reach)
+    writer: Literal["arrow", "spark"] = "arrow"
 
 
 class ProfileParams(Strict):

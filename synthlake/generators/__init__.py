@@ -6,9 +6,11 @@ loads `ctgan` (Business Source License) or its dependencies.
 
 from __future__ import annotations
 
+import json
 from importlib import import_module
+from pathlib import Path
 
-from synthlake.generators.base import Generator, HyperParam
+from synthlake.generators.base import SAMPLER_FILE, Generator, HyperParam
 
 DEFAULT = "tabular_ar"
 # name -> ("module:class", the pip extra its dependencies come with, if any)
@@ -16,6 +18,9 @@ _REGISTRY: dict[str, tuple[str, str | None]] = {
     "ctgan": ("synthlake.generators.ctgan_model:CTGANGenerator", "ctgan"),
     "tabular_ar": ("synthlake.generators.autoregressive:AutoregressiveGenerator", None),
 }
+
+# name -> "module:class" of the light sampler the generator's save_sampler writes
+_SAMPLERS: dict[str, str] = {"tabular_ar": "synthlake.generators.ar_sampler:FrozenSampler"}
 
 
 def get_generator(name: str) -> type[Generator]:
@@ -33,8 +38,21 @@ def get_generator(name: str) -> type[Generator]:
                           f"(missing module {exc.name!r})") from exc
 
 
+def load_sampler(directory: str | Path):
+    """What Generator.save_sampler wrote: the generator's light sampler, else the generator itself; either
+    has sample_arrow(n, seed, row_offset)."""
+    path = Path(directory) / SAMPLER_FILE
+    if not path.is_file():
+        return Generator.load(directory)
+    name = json.loads(path.read_text())["generator"]
+    if name not in _SAMPLERS:
+        raise ValueError(f"{path}: no light sampler for generator {name!r}; known: {sorted(_SAMPLERS)}")
+    module, cls = _SAMPLERS[name].split(":")
+    return getattr(import_module(module), cls).load(directory)
+
+
 def generator_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-__all__ = ["Generator", "HyperParam", "get_generator", "generator_names"]
+__all__ = ["Generator", "HyperParam", "get_generator", "generator_names", "load_sampler"]

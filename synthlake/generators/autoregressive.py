@@ -20,14 +20,16 @@ relu(s_i * gate_i + shift_i), then `hidden_layers - 1` more hidden layers, then 
 loss is the sum of the columns' cross-entropies. Layers are nn.Embedding, nn.Linear, ReLU and Dropout only (no
 BatchNorm, no recurrent cells), so Opacus can wrap the model for DP-SGD.
 
-Sampling goes column by column over batches of rows: a column costs one embedding gather-add into the running
-context, its head, and an inverse-CDF draw with one uniform per row and column. The uniforms come from numpy's
-default_rng(seed) in blocks of fixed size, so the same (n, seed, row_offset) gives the same rows and a shorter
-sample is a prefix of a longer one.
+Sampling (synthlake.generators.ar_sampler) runs row by row in one compiled loop: a column costs one
+embedding add into the running context, its head, and an inverse-CDF draw with one uniform per row and
+column. The uniforms come from numpy's default_rng(seed) in blocks of fixed size, so the same (n, seed,
+row_offset) gives the same rows and a shorter sample is a prefix of a longer one. `frozen()` is that sampler
+alone (column encodings in synthlake.generators.ar_columns, weights as numpy arrays): the sample stage's
+executors load it without torch.
 
 Identifier and PII columns are never learned: `synthlake.fakes.generated_column` fills them. Only torch,
-numpy and pandas are used (no `ctgan`, no `rdt`; opacus only under privacy). A model saves as a state_dict
-plus JSON.
+numpy, pandas, pyarrow and numba are used (no `ctgan`, no `rdt`; opacus only under privacy). A model saves
+as a state_dict plus JSON.
 
 Differential privacy (`privacy={"epsilon": e, "delta": d}`; add/remove-one-row neighbours): everything the
 model keeps from the rows is DP and charged to the one budget, by basic composition.
@@ -57,21 +59,22 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional
 
 from synthlake import dp
-from synthlake.fakes import generated_column
+from synthlake.generators.ar_columns import CategoricalColumn, Column, NumericColumn, column_from_json, split_width
+from synthlake.generators.ar_sampler import FrozenSampler, to_frame
 from synthlake.generators.base import EpochCallback, Generator, HyperParam
-from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec, TableMetadata
+from synthlake.metadata import RARE_CATEGORY, ColumnKind, TableMetadata
 
 HYPER_PARAMS: dict[str, HyperParam] = {
     "epochs": HyperParam(40, low=1, high=100_000, doc="most passes over the training rows"),
@@ -96,258 +99,7 @@ HYPER_PARAMS: dict[str, HyperParam] = {
     "dp_accountant": HyperParam("rdp", choices=("rdp", "prv"), doc="with privacy: Opacus' DP-SGD accountant"),
 }
 WEIGHTS_FILE = "generator.pt"
-_MAX_LOGIT_ELEMENTS = 1 << 23  # rows x tokens held at once while sampling
-_CHUNK = 32768  # rows sampled at once (measured: 8192 rows 112k rows/s, 32768 159k, 131072 167k, 1 thread)
 
-
-
-# ---- column encodings ----------------------------------------------------------------------------------
-
-
-@dataclass
-class _CategoricalColumn:
-    """Tokens: the kept categories (most frequent first), then "other" if any were merged, then null."""
-
-    name: str
-    categories: list[str]
-    rare: bool = False  # some categories were merged into the "other" token
-    null: bool = False
-
-    @classmethod
-    def fit(cls, spec: ColumnSpec, values: pd.Series, min_count: int, max_categories: int) -> _CategoricalColumn:
-        labels = _category_strings(values)
-        counts = labels.dropna().value_counts()
-        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties by value: independent of row order
-        kept = [v for v, c in order if c >= min_count][:max_categories]
-        return cls(spec.name, kept, len(order) > len(kept), bool(labels.isna().any()))
-
-    @classmethod
-    def fit_dp(
-        cls, spec: ColumnSpec, values: pd.Series, budget: tuple[float, float], h: dict, rng: np.random.Generator
-    ) -> tuple[_CategoricalColumn, float]:
-        """(epsilon, delta)-DP: noisy counts, categories above the stability threshold; the "other" token is
-        always there (whether any category was dropped is not released). Returns the noisy row count too."""
-        labels = _category_strings(values).to_numpy(dtype=object)
-        found = dp.dp_categories(labels, budget[0], budget[1], h["max_categories"], rng, h["min_category_count"])
-        return cls(spec.name, found.categories, True, found.null), found.noisy_total
-
-    @property
-    def other_token(self) -> int | None:
-        return len(self.categories) if self.rare else None
-
-    @property
-    def null_token(self) -> int | None:
-        return len(self.categories) + bool(self.rare) if self.null else None
-
-    @property
-    def vocab(self) -> int:
-        return len(self.categories) + bool(self.rare) + self.null
-
-    def encode(self, values: pd.Series) -> np.ndarray:
-        labels = _category_strings(values)
-        tokens = pd.Index(self.categories).get_indexer(labels.fillna("")).astype(np.int64)
-        missing = labels.isna().to_numpy()
-        unknown = (tokens < 0) & ~missing
-        if unknown.any():
-            if self.other_token is None:
-                raise ValueError(
-                    f"column '{self.name}': categories not seen when fitting: {sorted(set(labels[unknown]))[:5]}"
-                )
-            tokens[unknown] = self.other_token
-        return _with_nulls(tokens, missing, self.null_token, self.name)
-
-    def decode(self, tokens: np.ndarray, u: np.ndarray) -> pd.Series:
-        values = np.empty(len(tokens), dtype=object)
-        known = tokens < len(self.categories)
-        values[known] = np.asarray(self.categories, dtype=object)[tokens[known]]
-        if self.other_token is not None:
-            values[tokens == self.other_token] = RARE_CATEGORY
-        if self.null_token is not None:
-            values[tokens == self.null_token] = None
-        return pd.Series(values, name=self.name, dtype=object)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "categorical",
-            "name": self.name,
-            "categories": self.categories,
-            "rare": self.rare,
-            "null": self.null,
-        }
-
-
-@dataclass
-class _NumericColumn:
-    """Tokens: one per distinct value (`values`, exact) or one per quantile bin (`edges`, `knots`), then null.
-
-    Bin b holds edges[b-1] < x <= edges[b]; knots[b] are the bin's quantiles at 0, 1/(K-1), ..., 1.
-    Datetimes are seconds since the epoch (UTC) inside; `tz` is the training column's time zone, if any, and
-    `resolution` the coarsest unit (day, hour, minute, second) every training value is a whole number of.
-    """
-
-    name: str
-    integer: bool = False
-    datetime: bool = False
-    tz: str | None = None
-    resolution: float | None = None
-    values: list[float] | None = None
-    edges: list[float] | None = None
-    knots: list[list[float]] | None = None
-    null: bool = False
-
-    @classmethod
-    def fit(cls, spec: ColumnSpec, series: pd.Series, max_bins: int, n_knots: int) -> _NumericColumn:
-        is_dt = spec.kind == ColumnKind.DATETIME
-        tz = None
-        if is_dt:
-            dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
-            tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
-        x = _to_seconds(series) if is_dt else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
-        null = bool(np.isnan(x).any())
-        x = np.sort(x[~np.isnan(x)])
-        column = cls(spec.name, integer=spec.integer, datetime=is_dt, tz=tz, null=null)
-        if is_dt and x.size:
-            column.resolution = next((r for r in (86400.0, 3600.0, 60.0, 1.0) if np.all(np.mod(x, r) == 0)), None)
-        distinct = np.unique(x)
-        if distinct.size <= max_bins and (spec.integer or 4 * distinct.size <= x.size):
-            column.values = distinct.tolist()
-            return column
-        edges = np.unique(np.quantile(x, np.arange(1, max_bins) / max_bins, method="lower"))
-        edges = edges[edges < x[-1]]  # the last bin (edges[-1], max] is not empty
-        bounds = np.searchsorted(x, edges, side="right")  # bin b is x[bounds[b-1]:bounds[b]]
-        starts, stops = np.r_[0, bounds], np.r_[bounds, x.size]
-        q = np.linspace(0, 1, n_knots)
-        column.edges = edges.tolist()
-        column.knots = [np.quantile(x[a:b], q).tolist() for a, b in zip(starts, stops, strict=True)]
-        return column
-
-    @classmethod
-    def fit_dp(
-        cls, spec: ColumnSpec, series: pd.Series, epsilon: float, h: dict, rng: np.random.Generator
-    ) -> tuple[_NumericColumn, float]:
-        """epsilon-DP (synthlake.dp.dp_numeric): bounds, bins, knots and the null token from noisy histograms
-        over data-independent grids. Datetimes come out at a resolution of one second (the training values'
-        resolution is not released). Returns the noisy row count too."""
-        is_dt = spec.kind == ColumnKind.DATETIME
-        tz = None
-        if is_dt:
-            dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
-            tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
-        x = _to_seconds(series) if is_dt else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
-        found = dp.dp_numeric(x, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
-        column = cls(
-            spec.name,
-            integer=spec.integer,
-            datetime=is_dt,
-            tz=tz,
-            resolution=1.0 if is_dt else None,
-            values=found.values,
-            edges=found.edges,
-            knots=found.knots,
-            null=found.null,
-        )
-        return column, found.noisy_total
-
-    @property
-    def bins(self) -> int:
-        return len(self.values) if self.values is not None else len(self.knots)
-
-    @property
-    def null_token(self) -> int | None:
-        return self.bins if self.null else None
-
-    @property
-    def vocab(self) -> int:
-        return self.bins + self.null
-
-    def encode(self, series: pd.Series) -> np.ndarray:
-        x = (
-            _to_seconds(series)
-            if self.datetime
-            else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
-        )
-        missing = np.isnan(x)
-        if self.values is not None:
-            tokens = np.minimum(np.searchsorted(self.values, x), max(self.bins - 1, 0))
-        else:
-            tokens = np.searchsorted(self.edges, x, side="left")
-        tokens = tokens.astype(np.int64)
-        return _with_nulls(tokens, missing, self.null_token, self.name)
-
-    def decode(self, tokens: np.ndarray, u: np.ndarray) -> pd.Series:
-        x = np.full(len(tokens), np.nan)
-        present = tokens < self.bins
-        t = tokens[present]
-        if self.values is not None:
-            x[present] = np.asarray(self.values)[t]
-        else:
-            knots = np.asarray(self.knots)
-            pos = u[present] * (knots.shape[1] - 1)
-            lo = np.minimum(pos.astype(np.int64), knots.shape[1] - 2)
-            left = knots[t, lo]
-            x[present] = left + (pos - lo) * (knots[t, lo + 1] - left)
-            if self.integer:
-                x = np.round(x)
-            elif self.datetime and self.resolution:
-                x = np.round(x / self.resolution) * self.resolution
-        if self.datetime:
-            values = pd.Series(pd.to_datetime(x, unit="s"), name=self.name).astype("datetime64[ns]")
-            if self.tz is not None:
-                values = values.dt.tz_localize("UTC").dt.tz_convert(self.tz)
-            return values
-        if self.integer:
-            if self.null:
-                return pd.Series(pd.array(np.where(np.isnan(x), None, x), dtype="Int64"), name=self.name)
-            return pd.Series(x.astype(np.int64), name=self.name)
-        return pd.Series(x, name=self.name)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "numeric",
-            "name": self.name,
-            "integer": self.integer,
-            "datetime": self.datetime,
-            "tz": self.tz,
-            "resolution": self.resolution,
-            "values": self.values,
-            "edges": self.edges,
-            "knots": self.knots,
-            "null": self.null,
-        }
-
-
-_Column = _CategoricalColumn | _NumericColumn
-
-
-def _with_nulls(tokens: np.ndarray, missing: np.ndarray, null_token: int | None, name: str) -> np.ndarray:
-    """`tokens` with the null token where values are missing; nulls unseen when fitting are an error."""
-    if missing.any():
-        if null_token is None:
-            raise ValueError(f"column '{name}': nulls, but none were seen when fitting")
-        tokens[missing] = null_token
-    return tokens
-
-
-def _column_from_json(data: dict[str, Any]) -> _Column:
-    data = dict(data)
-    kind = data.pop("type")
-    return _CategoricalColumn(**data) if kind == "categorical" else _NumericColumn(**data)
-
-
-def _category_strings(values: pd.Series) -> pd.Series:
-    """Categories as strings (as the CTGAN encoding keeps them), nulls as NaN."""
-    values = values.astype(object)
-    return values.astype(str).where(values.notna(), None)
-
-
-def _to_seconds(values: pd.Series) -> np.ndarray:
-    ts = pd.to_datetime(values, errors="raise", utc=True)
-    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
-
-
-def _split(vocab: int, above: int) -> int:
-    """The fine vocabulary a column of `vocab` tokens is split by (0: not split): token = coarse * F + fine."""
-    return math.ceil(math.sqrt(vocab)) if vocab > above else 0
 
 
 # ---- the network ---------------------------------------------------------------------------------------
@@ -398,61 +150,6 @@ def _mean_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return sum(functional.cross_entropy(lg, batch[:, i]) for i, lg in enumerate(logits))
 
 
-def _draw(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Inverse-CDF sampling: one uniform per row picks a token.
-
-    The logits are shifted by the batch's largest one, not each row's (a row-wise softmax is several times
-    slower on narrow rows); the few rows whose probabilities that would underflow get an exact softmax.
-    """
-    if temperature != 1.0:
-        logits = logits / temperature
-    cdf = (logits - logits.max()).exp_().cumsum_(dim=1)
-    weak = cdf[:, -1] < 1e-30
-    if weak.any():
-        cdf[weak] = torch.softmax(logits[weak], dim=1).cumsum_(dim=1)
-    return torch.searchsorted(cdf, u.unsqueeze(1) * cdf[:, -1:]).squeeze(1)
-
-
-def _padded_output(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """An output layer as (bias, weight.T) padded to a multiple of 16 outputs: skinny matrix products are
-    several times slower on CPU than ones 16 wide. The padding is sliced off the product."""
-    v, width = layer.out_features, 16 * math.ceil(layer.out_features / 16)
-    weight = torch.zeros(width, layer.in_features)
-    weight[:v] = layer.weight.detach()
-    bias = torch.zeros(width)
-    bias[:v] = layer.bias.detach()
-    return bias, weight.T.contiguous()
-
-
-class _Sampler:
-    """The network rearranged for sampling, column by column over a batch of rows."""
-
-    def __init__(self, network: nn.Module):
-        self.net = network.eval()
-        self.vocab = network.vocab
-        self.hiddens = [head[:-1] for head in network.heads]  # the layers between the context and the logits
-        self.outputs = [_padded_output(head[-1]) for head in network.heads]
-
-    @torch.no_grad()
-    def tokens(self, u: torch.Tensor, temperature: float) -> torch.Tensor:
-        """Tokens for len(u) rows; u holds one uniform per row and column."""
-        net, m, cols = self.net, len(u), len(self.vocab)
-        out = torch.empty(cols, m, dtype=torch.long)
-        context = torch.zeros(m, net.gate.embedding_dim)
-        gate, shift = net.gate.weight, net.shift.weight
-        for i in range(cols):
-            x = torch.addcmul(shift[i], context, gate[i]).relu_()
-            tok = _draw(self._logits(i, x), u[:, i], temperature)
-            out[i] = tok
-            if i < cols - 1:
-                context += functional.embedding(tok, net.embeddings[i].weight)
-        return out.T
-
-    def _logits(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        bias, weight = self.outputs[i]
-        return torch.addmm(bias, self.hiddens[i](x), weight)[:, : self.vocab[i]].contiguous()
-
-
 # ---- the generator -------------------------------------------------------------------------------------
 
 
@@ -467,7 +164,7 @@ class AutoregressiveGenerator(Generator):
 
     def __init__(self, metadata: TableMetadata, privacy: dict[str, float] | None = None, **hyper: Any):
         super().__init__(metadata, privacy=privacy, **hyper)
-        self.columns: list[_Column] | None = None
+        self.columns: list[Column] | None = None
         self.network: nn.Module | None = None
         self.training: dict[str, Any] = {}
         self.privacy_report: dict[str, Any] | None = None
@@ -476,11 +173,11 @@ class AutoregressiveGenerator(Generator):
         # tests only: seeds the DP noise (preprocessing and DP-SGD), which voids the guarantee against anyone
         # who knows the seed; None draws it from the OS's entropy
         self.dp_noise_seed: int | None = None
-        self._sampler: _Sampler | None = None
+        self._sampler: FrozenSampler | None = None
 
     # ---- tokens ----------------------------------------------------------------------------------
     def _splits(self) -> list[int]:
-        return [_split(c.vocab, self.hyper["split_above"]) for c in self.columns]
+        return [split_width(c.vocab, self.hyper["split_above"]) for c in self.columns]
 
     def _sub_vocab(self) -> list[int]:
         """The model's columns: a column with many tokens is two, its coarse and its fine token."""
@@ -494,17 +191,6 @@ class AutoregressiveGenerator(Generator):
         for t, fine in zip(tokens, self._splits(), strict=True):
             parts += [t // fine, t % fine] if fine else [t]
         return np.column_stack(parts).astype(np.int32)
-
-    def _from_sub(self, sub: np.ndarray) -> list[np.ndarray]:
-        tokens, k = [], 0
-        for column, fine in zip(self.columns, self._splits(), strict=True):
-            if fine:
-                tokens.append(np.minimum(sub[:, k] * fine + sub[:, k + 1], column.vocab - 1))
-                k += 2
-            else:
-                tokens.append(sub[:, k])
-                k += 1
-        return tokens
 
     # ---- training --------------------------------------------------------------------------------
     def _fit(self, table: pd.DataFrame) -> None:
@@ -522,9 +208,9 @@ class AutoregressiveGenerator(Generator):
         self.columns = []
         for spec in self.metadata.learned_columns:
             if spec.kind == ColumnKind.CATEGORICAL:
-                column = _CategoricalColumn.fit(spec, table[spec.name], h["min_category_count"], h["max_categories"])
+                column = CategoricalColumn.fit(spec, table[spec.name], h["min_category_count"], h["max_categories"])
             else:
-                column = _NumericColumn.fit(spec, table[spec.name], h["max_bins"], h["bin_knots"])
+                column = NumericColumn.fit(spec, table[spec.name], h["max_bins"], h["bin_knots"])
             self.columns.append(column)
         return self._to_sub([c.encode(table[c.name]) for c in self.columns])
 
@@ -554,14 +240,14 @@ class AutoregressiveGenerator(Generator):
         for spec in specs:
             eps = budget.column_epsilon[spec.name]
             if spec.kind == ColumnKind.CATEGORICAL:
-                column, total = _CategoricalColumn.fit_dp(
+                column, total = CategoricalColumn.fit_dp(
                     spec, table[spec.name], (eps, budget.column_delta[spec.name]), self.hyper, rng
                 )
             else:
-                column, total = _NumericColumn.fit_dp(spec, table[spec.name], eps, self.hyper, rng)
+                column, total = NumericColumn.fit_dp(spec, table[spec.name], eps, self.hyper, rng)
             self.columns.append(column)
             totals.append(total)
-            if isinstance(column, _CategoricalColumn) and not column.categories:
+            if isinstance(column, CategoricalColumn) and not column.categories:
                 warnings.warn(
                     f"privacy: no category of column '{spec.name}' clears the threshold at epsilon {eps:.3g}: it "
                     f"generates only {RARE_CATEGORY!r} and nulls (raise epsilon or dp_preprocessing_share)",
@@ -808,30 +494,22 @@ class AutoregressiveGenerator(Generator):
 
     # ---- sampling --------------------------------------------------------------------------------
     def _sample(self, n: int, seed: int, row_offset: int) -> pd.DataFrame:
+        return to_frame(self.frozen().sample_arrow(n, seed, row_offset))
+
+    def _sample_arrow(self, n: int, seed: int, row_offset: int) -> pa.Table:
+        return self.frozen().sample_arrow(n, seed, row_offset)
+
+    def frozen(self) -> FrozenSampler:
+        """The fitted model as a torch-free sampler (built once, after fitting or loading)."""
         if self.network is None or self.columns is None:
             raise RuntimeError("the generator is not fitted")
         if self._sampler is None:
-            self._sampler = _Sampler(self.network)
-        cols, sub = len(self.columns), len(self._sampler.vocab)
-        rng = np.random.default_rng(seed)
-        # uniforms are drawn in blocks of a fixed size, so a shorter sample is a prefix of a longer one
-        block = min(65_536, max(1024, (1 << 21) // (sub + cols)))
-        chunk = max(256, min(_CHUNK, _MAX_LOGIT_ELEMENTS // max(self._sampler.vocab)))
-        tokens, within = np.empty((n, sub), dtype=np.int64), np.empty((n, cols))
-        for b0 in range(0, n, block):
-            m = min(block, n - b0)
-            u = rng.random((block, sub + cols))[:m]
-            within[b0 : b0 + m] = u[:, sub:]
-            ut = torch.from_numpy(u[:, :sub].T.astype(np.float32)).T  # columns contiguous
-            for c0 in range(0, m, chunk):
-                part = self._sampler.tokens(ut[c0 : c0 + chunk], self.hyper["temperature"])
-                tokens[b0 + c0 : b0 + c0 + len(part)] = part.numpy()
-        values = self._from_sub(tokens)
-        table = {c.name: c.decode(values[i], within[:, i]) for i, c in enumerate(self.columns)}
-        for spec in self.metadata.columns:
-            if not spec.learned:
-                table[spec.name] = generated_column(spec, n, seed, row_offset)
-        return pd.DataFrame({name: v.reset_index(drop=True) for name, v in table.items()})
+            self._sampler = FrozenSampler.from_network(self.network, self.metadata, self.columns, self._splits(),
+                                                       self.hyper["temperature"])
+        return self._sampler
+
+    def save_sampler(self, directory: str | Path) -> None:
+        self.frozen().save(directory)
 
     # ---- persistence -----------------------------------------------------------------------------
     def _save(self, directory: Path) -> dict[str, Any]:
@@ -845,7 +523,7 @@ class AutoregressiveGenerator(Generator):
         }
 
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
-        self.columns = [_column_from_json(c) for c in state["columns"]]
+        self.columns = [column_from_json(c) for c in state["columns"]]
         self.training = state.get("training", {})
         self.privacy_report = state.get("privacy_report")
         self.network = self._build(self._sub_vocab())
@@ -887,12 +565,12 @@ def _stream(seed: int, rank: int, epoch: int, purpose: int) -> int:
     return int(np.random.SeedSequence([seed, rank, epoch, purpose]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _dp_fill_nulls(column: _Column, values: pd.Series) -> pd.Series:
+def _dp_fill_nulls(column: Column, values: pd.Series) -> pd.Series:
     """Under DP a column's null token exists only if its noisy null count passed a threshold: nulls in a
     column without one are encoded as "other" (categorical) or the middle value of the column's bins."""
     if column.null or not values.isna().any():
         return values
-    if isinstance(column, _CategoricalColumn):
+    if isinstance(column, CategoricalColumn):
         return values.astype(object).where(values.notna(), RARE_CATEGORY + "\0")  # not a kept category
     if column.values is not None:
         middle = column.values[len(column.values) // 2]

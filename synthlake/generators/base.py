@@ -16,6 +16,7 @@ import pandas as pd
 from synthlake.metadata import TableMetadata
 
 METADATA_FILE = "generator.json"
+SAMPLER_FILE = "sampler.json"  # written by save_sampler where a generator has a light sampler
 EpochCallback = Callable[[dict[str, float]], None]  # called with each epoch's history record (on rank 0)
 
 
@@ -115,6 +116,22 @@ class Generator(ABC):
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         return self._sample(n, seed, row_offset)[self.metadata.names]
+
+    def sample_arrow(self, n: int, seed: int, row_offset: int = 0):
+        """sample() as a pyarrow Table: the sample stage's path, without pandas where the generator can."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return self._sample_arrow(n, seed, row_offset).select(self.metadata.names)
+
+    def _sample_arrow(self, n: int, seed: int, row_offset: int):
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self._sample(n, seed, row_offset), preserve_index=False)
+
+    def save_sampler(self, directory: str | Path) -> None:
+        """Write what synthlake.generators.load_sampler rebuilds a sampler from, for the sample stage's
+        executors; a generator with a lighter sampler (no torch, no training code) writes that instead."""
+        self.save(directory)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)

@@ -200,6 +200,23 @@ def test_same_seed_same_rows_with_1_and_4_partitions(completed, project, spark):
     assert not frames[0].equals(other_seed)
 
 
+def test_spark_and_arrow_writers_stage_the_same_rows(completed, project, spark):
+    """The default writer (pyarrow files, one delta-rs commit) and Spark's Delta writer agree row for row,
+    and Spark reads what delta-rs committed, counts included (from the files' statistics)."""
+    ctx, results = completed
+    assert results["sample"]["writer"] == "arrow"
+    by_spark = context(project, run_id="it-run-spark-writer", sample={"partitions": 2, "block_rows": 64,
+                                                                       "writer": "spark"})
+    by_spark.run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ctx.run_dir / "train.json", by_spark.run_dir / "train.json")
+    assert sample.run(by_spark, spark)["rows"] == ROWS
+    columns = [c.name for c in ctx.dataset.columns]
+    frames = [c.read_partition(spark, "staging").select(*columns).toPandas() for c in (ctx, by_spark)]
+    frames = [f.sort_values(columns).reset_index(drop=True) for f in frames]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    assert ctx.read_partition(spark, "staging").where("age >= 0").count() == ROWS
+
+
 def test_failed_gate_leaves_published_table_untouched(completed, project, spark):
     from delta.tables import DeltaTable
 

@@ -1,0 +1,276 @@
+"""tabular_ar's column encodings: how a column's values become tokens and tokens become values again.
+
+Kept apart from the network (no torch here), so executors sample without importing torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from synthlake import dp
+from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec
+
+
+@dataclass
+class CategoricalColumn:
+    """Tokens: the kept categories (most frequent first), then "other" if any were merged, then null."""
+
+    name: str
+    categories: list[str]
+    rare: bool = False  # some categories were merged into the "other" token
+    null: bool = False
+
+    @classmethod
+    def fit(cls, spec: ColumnSpec, values: pd.Series, min_count: int, max_categories: int) -> CategoricalColumn:
+        labels = category_strings(values)
+        counts = labels.dropna().value_counts()
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties by value: independent of row order
+        kept = [v for v, c in order if c >= min_count][:max_categories]
+        return cls(spec.name, kept, len(order) > len(kept), bool(labels.isna().any()))
+
+    @classmethod
+    def fit_dp(
+        cls, spec: ColumnSpec, values: pd.Series, budget: tuple[float, float], h: dict, rng: np.random.Generator
+    ) -> tuple[CategoricalColumn, float]:
+        """(epsilon, delta)-DP: noisy counts, categories above the stability threshold; the "other" token is
+        always there (whether any category was dropped is not released). Returns the noisy row count too."""
+        labels = category_strings(values).to_numpy(dtype=object)
+        found = dp.dp_categories(labels, budget[0], budget[1], h["max_categories"], rng, h["min_category_count"])
+        return cls(spec.name, found.categories, True, found.null), found.noisy_total
+
+    @property
+    def other_token(self) -> int | None:
+        return len(self.categories) if self.rare else None
+
+    @property
+    def null_token(self) -> int | None:
+        return len(self.categories) + bool(self.rare) if self.null else None
+
+    @property
+    def vocab(self) -> int:
+        return len(self.categories) + bool(self.rare) + self.null
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        labels = category_strings(values)
+        tokens = pd.Index(self.categories).get_indexer(labels.fillna("")).astype(np.int64)
+        missing = labels.isna().to_numpy()
+        unknown = (tokens < 0) & ~missing
+        if unknown.any():
+            if self.other_token is None:
+                raise ValueError(
+                    f"column '{self.name}': categories not seen when fitting: {sorted(set(labels[unknown]))[:5]}"
+                )
+            tokens[unknown] = self.other_token
+        return with_nulls(tokens, missing, self.null_token, self.name)
+
+    def decode(self, tokens: np.ndarray, u: np.ndarray) -> pa.Array:
+        """Strings: a kept category, RARE_CATEGORY for "other", null for the null token."""
+        labels = pa.array(self.categories + [RARE_CATEGORY], type=pa.string())
+        null = tokens == self.null_token if self.null_token is not None else None
+        return labels.take(pa.array(tokens, mask=null))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "categorical",
+            "name": self.name,
+            "categories": self.categories,
+            "rare": self.rare,
+            "null": self.null,
+        }
+
+
+@dataclass
+class NumericColumn:
+    """Tokens: one per distinct value (`values`, exact) or one per quantile bin (`edges`, `knots`), then null.
+
+    Bin b holds edges[b-1] < x <= edges[b]; knots[b] are the bin's quantiles at 0, 1/(K-1), ..., 1.
+    Datetimes are seconds since the epoch (UTC) inside; `tz` is the training column's time zone, if any, and
+    `resolution` the coarsest unit (day, hour, minute, second) every training value is a whole number of.
+    """
+
+    name: str
+    integer: bool = False
+    datetime: bool = False
+    tz: str | None = None
+    resolution: float | None = None
+    values: list[float] | None = None
+    edges: list[float] | None = None
+    knots: list[list[float]] | None = None
+    null: bool = False
+
+    @classmethod
+    def fit(cls, spec: ColumnSpec, series: pd.Series, max_bins: int, n_knots: int) -> NumericColumn:
+        is_dt = spec.kind == ColumnKind.DATETIME
+        tz = None
+        if is_dt:
+            dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
+            tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
+        x = to_seconds(series) if is_dt else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
+        null = bool(np.isnan(x).any())
+        x = np.sort(x[~np.isnan(x)])
+        column = cls(spec.name, integer=spec.integer, datetime=is_dt, tz=tz, null=null)
+        if is_dt and x.size:
+            column.resolution = next((r for r in (86400.0, 3600.0, 60.0, 1.0) if np.all(np.mod(x, r) == 0)), None)
+        distinct = np.unique(x)
+        if distinct.size <= max_bins and (spec.integer or 4 * distinct.size <= x.size):
+            column.values = distinct.tolist()
+            return column
+        edges = np.unique(np.quantile(x, np.arange(1, max_bins) / max_bins, method="lower"))
+        edges = edges[edges < x[-1]]  # the last bin (edges[-1], max] is not empty
+        bounds = np.searchsorted(x, edges, side="right")  # bin b is x[bounds[b-1]:bounds[b]]
+        starts, stops = np.r_[0, bounds], np.r_[bounds, x.size]
+        q = np.linspace(0, 1, n_knots)
+        column.edges = edges.tolist()
+        column.knots = [np.quantile(x[a:b], q).tolist() for a, b in zip(starts, stops, strict=True)]
+        return column
+
+    @classmethod
+    def fit_dp(
+        cls, spec: ColumnSpec, series: pd.Series, epsilon: float, h: dict, rng: np.random.Generator
+    ) -> tuple[NumericColumn, float]:
+        """epsilon-DP (synthlake.dp.dp_numeric): bounds, bins, knots and the null token from noisy histograms
+        over data-independent grids. Datetimes come out at a resolution of one second (the training values'
+        resolution is not released). Returns the noisy row count too."""
+        is_dt = spec.kind == ColumnKind.DATETIME
+        tz = None
+        if is_dt:
+            dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
+            tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
+        x = to_seconds(series) if is_dt else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
+        found = dp.dp_numeric(x, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
+        column = cls(
+            spec.name,
+            integer=spec.integer,
+            datetime=is_dt,
+            tz=tz,
+            resolution=1.0 if is_dt else None,
+            values=found.values,
+            edges=found.edges,
+            knots=found.knots,
+            null=found.null,
+        )
+        return column, found.noisy_total
+
+    @property
+    def bins(self) -> int:
+        return len(self.values) if self.values is not None else len(self.knots)
+
+    @property
+    def null_token(self) -> int | None:
+        return self.bins if self.null else None
+
+    @property
+    def vocab(self) -> int:
+        return self.bins + self.null
+
+    def encode(self, series: pd.Series) -> np.ndarray:
+        x = (
+            to_seconds(series)
+            if self.datetime
+            else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
+        )
+        missing = np.isnan(x)
+        if self.values is not None:
+            tokens = np.minimum(np.searchsorted(self.values, x), max(self.bins - 1, 0))
+        else:
+            tokens = np.searchsorted(self.edges, x, side="left")
+        tokens = tokens.astype(np.int64)
+        return with_nulls(tokens, missing, self.null_token, self.name)
+
+    def decode(self, tokens: np.ndarray, u: np.ndarray) -> pa.Array:
+        """int64, double or timestamp[us] (in the training column's time zone, if any) values."""
+        x = self._values(tokens, u)
+        missing = np.isnan(x)
+        mask = missing if missing.any() else None
+        if self.datetime:
+            micros = np.round(np.where(missing, 0.0, x) * 1e6).astype(np.int64)
+            return pa.array(micros, type=pa.timestamp("us", tz=self.tz), mask=mask)
+        if self.integer:
+            return pa.array(np.where(missing, 0.0, x).astype(np.int64), mask=mask)
+        return pa.array(x, mask=mask)
+
+    def _values(self, tokens: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Float values (seconds for datetimes), NaN for the null token: a bin's value interpolates its knots."""
+        x = np.full(len(tokens), np.nan)
+        present = tokens < self.bins
+        t = tokens[present]
+        if self.values is not None:
+            x[present] = np.asarray(self.values)[t]
+            return x
+        knots = np.asarray(self.knots)
+        pos = u[present] * (knots.shape[1] - 1)
+        lo = np.minimum(pos.astype(np.int64), knots.shape[1] - 2)
+        left = knots[t, lo]
+        x[present] = left + (pos - lo) * (knots[t, lo + 1] - left)
+        if self.integer:
+            return np.round(x)
+        if self.datetime and self.resolution:
+            return np.round(x / self.resolution) * self.resolution
+        return x
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "numeric",
+            "name": self.name,
+            "integer": self.integer,
+            "datetime": self.datetime,
+            "tz": self.tz,
+            "resolution": self.resolution,
+            "values": self.values,
+            "edges": self.edges,
+            "knots": self.knots,
+            "null": self.null,
+        }
+
+
+Column = CategoricalColumn | NumericColumn
+
+
+def with_nulls(tokens: np.ndarray, missing: np.ndarray, null_token: int | None, name: str) -> np.ndarray:
+    """`tokens` with the null token where values are missing; nulls unseen when fitting are an error."""
+    if missing.any():
+        if null_token is None:
+            raise ValueError(f"column '{name}': nulls, but none were seen when fitting")
+        tokens[missing] = null_token
+    return tokens
+
+
+def column_from_json(data: dict[str, Any]) -> Column:
+    data = dict(data)
+    kind = data.pop("type")
+    return CategoricalColumn(**data) if kind == "categorical" else NumericColumn(**data)
+
+
+def category_strings(values: pd.Series) -> pd.Series:
+    """Categories as strings (as the CTGAN encoding keeps them), nulls as NaN."""
+    values = values.astype(object)
+    return values.astype(str).where(values.notna(), None)
+
+
+def to_seconds(values: pd.Series) -> np.ndarray:
+    ts = pd.to_datetime(values, errors="raise", utc=True)
+    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
+
+
+def join_split(sub: np.ndarray, columns: list[Column], splits: list[int]) -> list[np.ndarray]:
+    """Each column's tokens from the model columns' tokens: a split column's coarse * F + fine."""
+    tokens, k = [], 0
+    for column, fine in zip(columns, splits, strict=True):
+        if fine:
+            tokens.append(np.minimum(sub[:, k] * fine + sub[:, k + 1], column.vocab - 1))
+            k += 2
+        else:
+            tokens.append(sub[:, k])
+            k += 1
+    return tokens
+
+
+def split_width(vocab: int, above: int) -> int:
+    """The fine vocabulary a column of `vocab` tokens is split by (0: not split): token = coarse * F + fine."""
+    return math.ceil(math.sqrt(vocab)) if vocab > above else 0
