@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-from faker import Faker
 
 from synthlake.metadata import ColumnKind, ColumnSpec, PiiType
 
@@ -22,6 +21,8 @@ def generated_column(spec: ColumnSpec, n: int, seed: int, row_offset: int) -> pd
     if spec.kind == ColumnKind.IDENTIFIER:
         return pd.Series([str(i) for i in range(row_offset, row_offset + n)], name=spec.name, dtype=object)
     if spec.kind == ColumnKind.PII:
+        from faker import Faker  # here: executors sampling a table without PII skip its import
+
         fake = Faker("en_US")
         fake.seed_instance(seed)
         method = getattr(fake, _PII_METHODS[spec.pii])

@@ -107,11 +107,8 @@ class NumericColumn:
     @classmethod
     def fit(cls, spec: ColumnSpec, series: pd.Series, max_bins: int, n_knots: int) -> NumericColumn:
         is_dt = spec.kind == ColumnKind.DATETIME
-        tz = None
-        if is_dt:
-            dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
-            tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
-        x = to_seconds(series) if is_dt else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
+        tz = _time_zone(series) if is_dt else None
+        x = _numbers(series, is_dt)
         null = bool(np.isnan(x).any())
         x = np.sort(x[~np.isnan(x)])
         column = cls(spec.name, integer=spec.integer, datetime=is_dt, tz=tz, null=null)
@@ -138,11 +135,8 @@ class NumericColumn:
         over data-independent grids. Datetimes come out at a resolution of one second (the training values'
         resolution is not released). Returns the noisy row count too."""
         is_dt = spec.kind == ColumnKind.DATETIME
-        tz = None
-        if is_dt:
-            dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
-            tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
-        x = to_seconds(series) if is_dt else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
+        tz = _time_zone(series) if is_dt else None
+        x = _numbers(series, is_dt)
         found = dp.dp_numeric(x, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
         column = cls(
             spec.name,
@@ -170,11 +164,7 @@ class NumericColumn:
         return self.bins + self.null
 
     def encode(self, series: pd.Series) -> np.ndarray:
-        x = (
-            to_seconds(series)
-            if self.datetime
-            else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
-        )
+        x = _numbers(series, self.datetime)
         missing = np.isnan(x)
         if self.values is not None:
             tokens = np.minimum(np.searchsorted(self.values, x), max(self.bins - 1, 0))
@@ -251,6 +241,16 @@ def category_strings(values: pd.Series) -> pd.Series:
     """Categories as strings (as the CTGAN encoding keeps them), nulls as NaN."""
     values = values.astype(object)
     return values.astype(str).where(values.notna(), None)
+
+
+def _numbers(series: pd.Series, datetime: bool) -> np.ndarray:
+    """Floats (seconds since the epoch for datetimes), NaN for nulls."""
+    return to_seconds(series) if datetime else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
+
+
+def _time_zone(series: pd.Series) -> str | None:
+    dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
+    return str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
 
 
 def to_seconds(values: pd.Series) -> np.ndarray:
