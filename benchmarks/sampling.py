@@ -1,6 +1,6 @@
 """Sampling speed: the sample stage (Spark mapInArrow into Delta) against the `ctgan` package's sample().
 
-    .venv/bin/python benchmarks/sampling.py [--rows 2000000] [--partitions 2] [--block-rows 20000]
+    .venv/bin/python benchmarks/sampling.py [--rows 10000000] [--partitions 2] [--block-rows 20000]
 
 In one run: fits tabular_ar on Adult (a few epochs: sampling cost does not depend on them) and the `ctgan`
 package's CTGAN (1 epoch, likewise); times Spark's start on its own (the session, then its Python workers,
@@ -58,7 +58,7 @@ def stage_rows_per_s(spark, model, rows: int, partitions: int, block_rows: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000, help="rows the sample stage writes")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows the sample stage writes")
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--block-rows", type=int, default=20_000)
     parser.add_argument("--ctgan-rows", type=int, default=100_000, help="rows ctgan's sample() draws")
