@@ -118,7 +118,8 @@ class Generator(ABC):
         return self._sample(n, seed, row_offset)[self.metadata.names]
 
     def sample_arrow(self, n: int, seed: int, row_offset: int = 0):
-        """sample() as a pyarrow Table: the sample stage's path, without pandas where the generator can."""
+        """sample() as a pyarrow Table, the sample stage's path: a generator that builds Arrow columns itself
+        (tabular_ar) skips the round trip through pandas."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         return self._sample_arrow(n, seed, row_offset).select(self.metadata.names)
