@@ -208,12 +208,13 @@ class FrozenSampler:
             raise ValueError(f"n must be >= 0, got {n}")
         cols, sub = len(self.columns), len(self.arrays["vocab"])
         rng = np.random.default_rng(seed)
-        # uniforms are drawn in blocks of a fixed size, so a shorter sample is a prefix of a longer one
+        # one stream of uniforms, row after row (a shorter sample is a prefix of a longer one), drawn a block
+        # at a time to bound memory
         block = min(65_536, max(1024, (1 << 21) // (sub + cols)))
         tokens, within = np.empty((n, sub), dtype=np.int64), np.empty((n, cols))
         for b0 in range(0, n, block):
             m = min(block, n - b0)
-            u = rng.random((block, sub + cols))[:m]
+            u = rng.random((m, sub + cols))
             within[b0 : b0 + m] = u[:, sub:]
             tokens[b0 : b0 + m] = self.tokens(u[:, :sub])
         values = join_split(tokens, self.columns, self.splits)
