@@ -21,7 +21,7 @@ import torch
 from adult_data import load_adult  # benchmarks/ is on sys.path when a script in it runs
 
 from synthlake.evaluation import evaluate
-from synthlake.generators import get_generator
+from synthlake.generators import TrainOptions, get_generator
 from synthlake.metadata import TableMetadata
 
 METRICS = ["accuracy", "column_shapes", "column_pair_trends", "tstr", "trtr", "dcr_share", "exact_match_share"]
@@ -37,7 +37,7 @@ def parse_value(text: str):
 def ctgan_sample_rate(real: pd.DataFrame, metadata: TableMetadata, rows: int, seed: int) -> float:
     """ctgan's sample() speed on the same machine and threads: the peer (its quality is not measured)."""
     model = get_generator("ctgan")(metadata, epochs=1)
-    model.train(model.prepare(real.head(2000), seed=seed), seed=seed)
+    model.train(model.prepare(real.head(2000), seed=seed), TrainOptions(seed=seed))
     model.sample(1000, seed=seed)
     started = time.perf_counter()
     model.sample(rows, seed=seed + 1)
@@ -73,7 +73,7 @@ def main() -> None:
 
     started = time.perf_counter()
     encoded = model.prepare(real, seed=args.seed)
-    history = model.train(encoded, seed=args.seed)
+    history = model.train(encoded, TrainOptions(seed=args.seed))
     train_s = time.perf_counter() - started
 
     model.sample(1000, seed=args.seed + 99)  # warm-up: lazy set-up is not sampling speed

@@ -46,7 +46,7 @@ def stage_rows_per_s(spark, model, rows: int, partitions: int, block_rows: int, 
     params = Params(rows=rows, sample={"partitions": partitions, "block_rows": block_rows, "writer": writer})
     env = EnvConfig(work_dir=str(work), lake_dir=str(work / "lake"))
     ctx = RunContext(str(ROOT / "conf/datasets/adult.yaml"), dataset, params, env, "bench-sampling")
-    model.save_sampler(work / "model")  # what the stage ships to its executors
+    model.freeze().save(work / "model")  # what the stage ships to its executors
     files = {p.name: p.read_bytes() for p in (work / "model").iterdir()}
     path = str(work / "lake" / "staging")
     _, seconds = timed(lambda: write_staging(spark, ctx, files, path))

@@ -43,7 +43,7 @@ def setup(ctx: RunContext) -> str:
 
 
 def log_model(model_dir: Path, registered_name: str):
-    """Log the saved generator as a pyfunc (models-from-code: nothing pickled) and register it."""
+    """Log the saved generator and its Sampler as a pyfunc (models-from-code: nothing pickled); register it."""
     import mlflow
 
     import synthlake
@@ -57,9 +57,9 @@ def log_model(model_dir: Path, registered_name: str):
     )
 
 
-def load_generator(ctx: RunContext, name: str, version: str | int):
-    """The engine generator inside a registered model version, loaded through its pyfunc."""
+def load_sampler(ctx: RunContext, name: str, version: str | int):
+    """The Sampler inside a registered model version, loaded through its pyfunc."""
     import mlflow
 
     setup(ctx)
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().generator
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().sampler

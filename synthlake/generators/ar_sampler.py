@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from llvmlite import ir
 from numba import njit, types
@@ -25,7 +24,7 @@ from numba.extending import intrinsic
 
 from synthlake.fakes import generated_column
 from synthlake.generators.ar_columns import Column, column_from_json, join_split
-from synthlake.generators.base import SAMPLER_FILE
+from synthlake.generators.base import SAMPLER_FILE, write_sampler_file
 from synthlake.metadata import TableMetadata
 
 ARRAYS_FILE = "sampler.npz"
@@ -225,13 +224,10 @@ class FrozenSampler:
         return pa.table(table).select(self.metadata.names)
 
     def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / ARRAYS_FILE, **self.arrays)
-        state = {"generator": "tabular_ar", "metadata": self.metadata.model_dump(mode="json"),
-                 "columns": [c.to_json() for c in self.columns], "splits": self.splits,
-                 "temperature": self.temperature}
-        (directory / SAMPLER_FILE).write_text(json.dumps(state))
+        state = {"metadata": self.metadata.model_dump(mode="json"), "columns": [c.to_json() for c in self.columns],
+                 "splits": self.splits, "temperature": self.temperature}
+        write_sampler_file(directory, "tabular_ar", state)
+        np.savez(Path(directory) / ARRAYS_FILE, **self.arrays)
 
     @classmethod
     def load(cls, directory: str | Path) -> FrozenSampler:
@@ -241,19 +237,6 @@ class FrozenSampler:
             arrays = {k: data[k] for k in cls.ARRAYS}
         return cls(TableMetadata.model_validate(state["metadata"]), [column_from_json(c) for c in state["columns"]],
                    state["splits"], arrays, state["temperature"])
-
-
-def to_frame(table: pa.Table) -> pd.DataFrame:
-    """pandas as the other generators give it: integers with nulls as Int64, timestamps in nanoseconds."""
-    return pd.DataFrame({name: _to_series(table.column(name)) for name in table.column_names})
-
-
-def _to_series(values: pa.ChunkedArray) -> pd.Series:
-    if pa.types.is_integer(values.type) and values.null_count:
-        array = values.combine_chunks()
-        data = array.fill_null(0).to_numpy()
-        return pd.Series(pd.arrays.IntegerArray(data, array.is_null().to_numpy(zero_copy_only=False)))
-    return values.to_pandas(coerce_temporal_nanoseconds=True)
 
 
 def _array(parameter) -> np.ndarray:

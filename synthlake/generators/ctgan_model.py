@@ -24,58 +24,33 @@ from ctgan.synthesizers.ctgan import Generator as CTGANNetwork
 from torch.nn import functional
 
 from synthlake.fakes import generated_column
-from synthlake.generators.base import EpochCallback, Generator, HyperParam
+from synthlake.generators.base import Generator, TrainOptions
+from synthlake.generators.ctgan_hyper import CTGANHyper
+from synthlake.generators.training import EpochLoop, average_gradients, rank_and_world
 from synthlake.transforms import CategoricalEncoder, TableTransformer
 
-HYPER_PARAMS: dict[str, HyperParam] = {
-    "epochs": HyperParam(10, low=1, high=100_000, doc="passes over the training rows"),
-    "batch_size": HyperParam(500, low=1, high=10_000_000, doc="global batch, a multiple of pac per process"),
-    "embedding_dim": HyperParam(128, low=1, high=4096, doc="noise dimension of the generator"),
-    "generator_dim": HyperParam([256, 256], low=1, high=16_384, doc="hidden widths of the generator"),
-    "discriminator_dim": HyperParam([256, 256], low=1, high=16_384, doc="hidden widths of the discriminator"),
-    "generator_lr": HyperParam(2e-4, low=0.0, high=1.0),
-    "discriminator_lr": HyperParam(2e-4, low=0.0, high=1.0),
-    "weight_decay": HyperParam(1e-6, low=0.0, high=1.0),
-    "pac": HyperParam(10, low=1, high=1000, doc="rows the discriminator sees together"),
-    "max_modes": HyperParam(10, low=1, high=100, doc="Gaussian-mixture modes per continuous column"),
-}
-DEFAULTS: dict[str, Any] = {k: p.default for k, p in HYPER_PARAMS.items()}
 WEIGHTS_FILE = "generator.pt"
-
 
 
 class CTGANGenerator(Generator):
     name = "ctgan"
-    hyper_params = HYPER_PARAMS
+    Hyper = CTGANHyper
 
     def __init__(self, metadata, **hyper: Any):
         super().__init__(metadata, **hyper)
-        if self.hyper["batch_size"] % (2 * self.hyper["pac"]):
-            raise ValueError(f"ctgan: batch_size ({self.hyper['batch_size']}) must be a multiple of 2 * pac "
-                             f"({self.hyper['pac']})")
         self.transformer: TableTransformer | None = None
         self.network: CTGANNetwork | None = None
         self.cond_probs: np.ndarray | None = None
 
     # ---- training --------------------------------------------------------------------------------
-    def _fit(self, table: pd.DataFrame) -> None:
-        encoded = self.prepare(table, seed=0)
-        self.train(encoded, seed=0)
-
-    def prepare(self, table: pd.DataFrame, seed: int) -> np.ndarray:
+    def prepare(self, table: pd.DataFrame, seed: int = 0) -> np.ndarray:
         """Fit the column encoding (once, before any training process starts); return the encoded rows."""
         h = self.hyper
         self.transformer = TableTransformer.fit(table, self.metadata, h["max_modes"], seed)
         self.cond_probs = _original_cond_probs(self.transformer, len(table))
         return self.transformer.transform(table, seed)
 
-    def train(
-        self,
-        encoded: np.ndarray,
-        seed: int,
-        device: str = "cpu",
-        on_epoch: EpochCallback | None = None,
-    ) -> list[dict[str, float]]:
+    def train(self, encoded: np.ndarray, options: TrainOptions) -> list[dict[str, float]]:
         """The CTGAN loop. Under torch.distributed each process trains on its shard of `encoded`.
 
         The generator is wrapped in DistributedDataParallel; the discriminator's gradients are averaged
@@ -83,8 +58,8 @@ class CTGANGenerator(Generator):
         """
         if self.transformer is None:
             raise RuntimeError("call prepare() before train()")
-        h = self.hyper
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        h, seed, device = self.hyper, options.seed, options.device
+        rank, world = rank_and_world()
         local_batch = h["batch_size"] // world
         if local_batch % h["pac"] or local_batch == 0:
             raise ValueError(f"batch_size {h['batch_size']} split over {world} processes is not a multiple "
@@ -110,8 +85,8 @@ class CTGANGenerator(Generator):
         np.random.seed((seed + 7919 * rank) % 2**32)  # DataSampler draws from numpy's global state
         torch.manual_seed(seed + 7919 * rank)
 
-        history = []
-        for epoch in range(h["epochs"]):
+
+        def one_epoch(epoch: int) -> dict[str, float]:
             for _ in range(steps):
                 loss_d = self._discriminator_step(gen_train, disc, opt_d, sampler, shard, local_batch,
                                                    device, world)
@@ -120,10 +95,9 @@ class CTGANGenerator(Generator):
             if world > 1:
                 dist.all_reduce(losses)
                 losses /= world
-            history.append({"epoch": epoch, "loss_generator": losses[0].item(),
-                            "loss_discriminator": losses[1].item()})
-            if on_epoch and rank == 0:
-                on_epoch(history[-1])
+            return {"loss_generator": losses[0].item(), "loss_discriminator": losses[1].item()}
+
+        history = EpochLoop(options).run(h["epochs"], one_epoch)
         self.network = gen.cpu()
         return history
 
@@ -160,7 +134,7 @@ class CTGANGenerator(Generator):
         opt_d.zero_grad(set_to_none=False)
         (loss + penalty).backward()
         if world > 1:
-            _average_gradients(disc)
+            average_gradients(disc)
         opt_d.step()
         return loss.item()
 
@@ -215,18 +189,6 @@ class CTGANGenerator(Generator):
         self.network, _ = self._networks(cond_dim)
         weights = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         self.network.load_state_dict(weights)
-
-
-def _average_gradients(module: torch.nn.Module) -> None:
-    """All-reduce a module's gradients as one flat buffer: one collective per step, not one per tensor."""
-    grads = [p.grad for p in module.parameters()]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def _activate(raw: torch.Tensor, output_info, gen: torch.Generator | None) -> torch.Tensor:

@@ -44,7 +44,7 @@ def main() -> None:
     for name, (table, metadata) in cases().items():
         folder = HERE / f"tabular_ar_{name}"
         model = fit(table, metadata)
-        model.save_sampler(folder)
+        model.freeze().save(folder)
         pq.write_table(model.sample_arrow(ROWS, seed=SEED, row_offset=OFFSET), folder / "rows.parquet")
         print(f"wrote {folder}")
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
 import pytest
 import torch
 from test_autoregressive import TINY, make_table, table_metadata  # tests/unit is on sys.path
 
-from synthlake.generators import Generator, get_generator, load_sampler
+from synthlake.generators import get_generator
 from synthlake.generators.ar_sampler import FrozenSampler
 
 
@@ -46,7 +42,7 @@ def test_the_compiled_loop_draws_what_the_network_gives(model, temperature):
 
 
 def test_rows_do_not_depend_on_how_they_are_batched(model):
-    frozen = model.frozen()
+    frozen = model.freeze()
     u = np.random.default_rng(2).random((1000, len(frozen.arrays["vocab"])))
     whole = frozen.tokens(u)
     parts = np.concatenate([frozen.tokens(u[:1]), frozen.tokens(u[1:377]), frozen.tokens(u[377:])])
@@ -67,33 +63,3 @@ def test_arrow_types_and_the_pandas_view(model):
     assert str(frame["signup"].dtype) == "datetime64[ns]"
     assert frame["visits"].isna().sum() == table.column("visits").null_count
     assert frame["color"].tolist() == table.column("color").to_pylist()
-
-
-def test_the_saved_sampler_gives_the_same_rows_without_torch(model, tmp_path):
-    """Executors load the sampler alone: the same rows as the generator, and torch is never imported."""
-    model.save_sampler(tmp_path / "sampler")
-    code = (
-        "import sys, pyarrow.feather as f\n"
-        "from synthlake.generators import load_sampler\n"
-        f"t = load_sampler({str(tmp_path / 'sampler')!r}).sample_arrow(500, seed=7, row_offset=1000)\n"
-        f"f.write_feather(t, {str(tmp_path / 'rows.arrow')!r})\n"
-        "print('torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-    assert feather.read_table(tmp_path / "rows.arrow").equals(model.sample_arrow(500, seed=7, row_offset=1000))
-
-
-def test_a_generator_without_a_light_sampler_loads_whole(model, tmp_path):
-    model.save(tmp_path / "full")
-    loaded = load_sampler(tmp_path / "full")
-    assert isinstance(loaded, Generator)
-    assert loaded.sample_arrow(50, seed=1).equals(model.sample_arrow(50, seed=1))
-
-
-def test_an_unknown_sampler_is_refused(model, tmp_path):
-    model.save_sampler(tmp_path / "s")
-    state = (tmp_path / "s" / "sampler.json").read_text().replace('"tabular_ar"', '"nope"', 1)
-    (tmp_path / "s" / "sampler.json").write_text(state)
-    with pytest.raises(ValueError, match="no light sampler for generator 'nope'"):
-        load_sampler(tmp_path / "s")

@@ -13,7 +13,7 @@ import torch
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 from synthlake import dp
-from synthlake.generators import get_generator
+from synthlake.generators import TrainOptions, get_generator
 from synthlake.generators.autoregressive import AutoregressiveGenerator
 from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec, TableMetadata
 
@@ -163,7 +163,7 @@ def test_prv_accountant_is_accounted_too():
 
 def test_history_carries_the_epsilon_spent_and_no_validation(fitted_dp):
     model = dp_model()
-    history = model.train(model.prepare(dp_table(), seed=0), seed=0)
+    history = model.train(model.prepare(dp_table(), seed=0), TrainOptions(seed=0))
     assert len(history) == DP_TINY["epochs"]  # fixed epochs, no early stopping
     assert all(math.isnan(h["val_loss"]) for h in history)
     eps = [h["epsilon"] for h in history]
@@ -187,7 +187,7 @@ def test_dp_model_saves_loads_and_samples_deterministically(fitted_dp, tmp_path)
     fitted_dp.save(tmp_path)
     state = json.loads((tmp_path / "generator.json").read_text())
     assert state["privacy"] == {"epsilon": 4.0, "delta": 1e-5}
-    assert state["state"]["privacy_report"] == fitted_dp.privacy_report
+    assert state["privacy_report"] == fitted_dp.privacy_report
     loaded = AutoregressiveGenerator.load(tmp_path)
     assert loaded.privacy == fitted_dp.privacy and loaded.privacy_report == fitted_dp.privacy_report
     pd.testing.assert_frame_equal(loaded.sample(400, seed=5), fitted_dp.sample(400, seed=5))
@@ -207,7 +207,7 @@ def test_every_parameter_is_trained_under_dp_sgd():
     encoded = model.prepare(dp_table(1000), seed=0)
     torch.manual_seed(0)
     initial = {k: v.clone() for k, v in model._build(model._sub_vocab()).state_dict().items()}
-    model.train(encoded, seed=0)
+    model.train(encoded, TrainOptions(seed=0))
     for name, value in model.network.state_dict().items():
         assert not torch.equal(value, initial[name]), f"{name} did not move"
 
@@ -239,7 +239,7 @@ def test_an_unreachable_epsilon_is_refused_naming_it():
     with pytest.warns(UserWarning, match="no category"):
         encoded = model.prepare(dp_table(3000), seed=0)
     with pytest.raises(ValueError, match=r"DP-SGD cannot meet epsilon=.*delta="):
-        model.train(encoded, seed=0)
+        model.train(encoded, TrainOptions(seed=0))
 
 
 def test_dp_with_several_processes_is_refused(monkeypatch):
@@ -249,14 +249,14 @@ def test_dp_with_several_processes_is_refused(monkeypatch):
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 0)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     with pytest.raises(ValueError, match="differential privacy trains in one process: set train.num_processes: 1"):
-        model.train(encoded, seed=0)
+        model.train(encoded, TrainOptions(seed=0))
 
 
 def test_train_without_a_dp_prepare_is_refused():
     model = dp_model()
     model.columns = []
     with pytest.raises(RuntimeError, match="prepare"):
-        model.train(np.zeros((3, 0), dtype=np.int32), seed=0)
+        model.train(np.zeros((3, 0), dtype=np.int32), TrainOptions(seed=0))
 
 
 def test_ctgan_refuses_privacy():
