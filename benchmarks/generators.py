@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/generators.py [--epochs 30] [--rows 32561] [--only tabular_ar ctgan_pkg ...]
 
 Candidates: tabular_ar (the flagship, its default hyper-parameters), tabular_ar with DP at epsilon 1 and 4,
-ctgan (ours), and the peers: the `ctgan` package's CTGAN, SDV's GaussianCopula and SDV's CTGAN (the peers
+gaussian_copula and ctgan (ours), and the peers: the `ctgan` package's CTGAN, SDV's GaussianCopula and SDV's CTGAN (the peers
 need `pip install -e ".[bench]"`). The CTGAN family trains --epochs epochs. Each trains on the same rows,
 samples --rows rows, and is scored the same way: accuracy (synthlake.evaluation), SDMetrics' QualityReport
 score (the sdmetrics package itself), TSTR AUC on adult.test, DCR share against adult.test, exact-match
@@ -83,6 +83,7 @@ def candidates(epochs: int) -> dict[str, tuple[Fit, float | None]]:
         "tabular_ar": (ours("tabular_ar"), None),
         "tabular_ar_dp_eps4": (ours("tabular_ar", privacy={"epsilon": 4.0, "delta": 1e-5}, **DP_HYPER), 4.0),
         "tabular_ar_dp_eps1": (ours("tabular_ar", privacy={"epsilon": 1.0, "delta": 1e-5}, **DP_HYPER), 1.0),
+        "gaussian_copula": (ours("gaussian_copula"), None),
         "ctgan": (ours("ctgan", epochs=epochs), None),
         "ctgan_pkg": (ctgan_package(epochs), None),
         "sdv_gaussian_copula": (sdv("gaussian_copula", epochs), None),
