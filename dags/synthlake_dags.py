@@ -1,16 +1,18 @@
 """synthlake's Airflow 3 DAGs: when the five spark-submit stages run, never what they do.
 
-Two DAGs chain the same stages, profile >> train >> sample >> validate >> publish, one
-`SparkSubmitOperator` per stage running `jobs/<stage>_job.py` of this project:
+Two DAGs chain the same stages, profile >> train >> sample >> validate >> publish (the order of
+pipelines.stages), one `SparkSubmitOperator` per stage running `jobs/<stage>_job.py` of this project:
 
 - ``synthlake_on_demand``: manual trigger, with params ``dataset`` (conf/datasets/<dataset>.yaml),
-  ``rows`` and ``seed``; its run id is Airflow's dag run id (``manual__2026-...+00:00``).
+  ``rows`` and ``seed`` (defaults: params.yaml's); its run id is Airflow's dag run id
+  (``manual__2026-...+00:00``).
 - ``synthlake_nightly``: every night at 02:00 UTC, no catch-up, dataset ``adult``, rows and seed from
   params.yaml; its run id is ``nightly-YYYYMMDD`` of the logical date, so a retry or a rerun of the same
   night replaces that night's partition instead of adding a second one.
 
-Parsing this file does no I/O and imports neither pyspark, pandas, mlflow nor synthlake (a test checks
-it). Everything that depends on the machine is resolved when a task runs, in this order:
+Parsing this file reads params.yaml (for those defaults) and, of the project, imports only the stage list
+(pipelines.stages, plain Python): neither pyspark, pandas, mlflow nor synthlake (a test checks it).
+Everything else that depends on the machine is resolved when a task runs, in this order:
 
 ================  ====================================================================================
 Spark connection  Airflow Variable ``synthlake_spark_conn_id`` (an Airflow Variable can also come from
@@ -38,9 +40,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml  # Airflow depends on PyYAML
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param
 from airflow.sdk.exceptions import AirflowFailException
+
+from pipelines.stages import STAGE_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # no I/O: just the path of this file
 
@@ -48,7 +53,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]  # no I/O: just the path of t
 # stays light; tests/integration/test_dags.py asserts it equals pipelines.spark.delta_package().
 DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
 
-STAGES = ("profile", "train", "sample", "validate", "publish")
 DEFAULT_CONN_ID = "spark_local"
 CONN_ID_VARIABLE = "synthlake_spark_conn_id"
 ENV_VARIABLE = "synthlake_env"
@@ -87,8 +91,6 @@ def synthlake_env_default() -> str:
 
 def synthlake_ivy_dir(env_name: str) -> str:
     """Spark's Ivy cache for --packages: the environment's `ivy_dir`, resolved against the home."""
-    import yaml  # at run time only; Airflow depends on PyYAML anyway
-
     home = Path(synthlake_home())
     ivy = "var/ivy"
     env_file = home / "conf" / "env" / f"{env_name}.yaml"
@@ -202,10 +204,18 @@ def stage_args(dataset: str, run_id: str, extra: list[str] | None = None) -> lis
 
 
 def chain_stages(args: list[str]) -> list[SynthlakeStageOperator]:
-    tasks = [stage_task(stage, args) for stage in STAGES]
+    tasks = [stage_task(stage, args) for stage in STAGE_NAMES]
     for upstream, downstream in zip(tasks, tasks[1:], strict=False):
         upstream >> downstream
     return tasks
+
+
+def params_default(key: str) -> dict[str, Any]:
+    """params.yaml's `key` as a Param default, so that a trigger without it runs what the jobs would; none
+    (the trigger must give it) where params.yaml lacks it. Read at parse time: a small file, plain YAML."""
+    path = Path(synthlake_home()) / "params.yaml"
+    params = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return {"default": params[key]} if isinstance(params, dict) and key in params else {}
 
 
 # ---- the DAGs -----------------------------------------------------------------------------------------
@@ -224,8 +234,10 @@ with DAG(
     params={
         "dataset": Param("adult", type="string", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
                          description="dataset config: conf/datasets/<dataset>.yaml"),
-        "rows": Param(10_000, type="integer", minimum=1, description="synthetic rows to generate"),
-        "seed": Param(42, type="integer", minimum=0, maximum=2**31 - 1, description="the run's seed"),
+        "rows": Param(**params_default("rows"), type="integer", minimum=1,
+                      description="synthetic rows to generate"),
+        "seed": Param(**params_default("seed"), type="integer", minimum=0, maximum=2**31 - 1,
+                      description="the run's seed"),
     },
     tags=["synthlake"],
     doc_md=__doc__,

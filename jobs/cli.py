@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
 from datetime import UTC, datetime
 
-from jobs.common import STAGES, add_run_arguments, guarded, open_context, quiet_services, run_stage
+from jobs.common import add_run_arguments, guarded, open_context, quiet_services, run_stage
+from pipelines.stages import STAGE_NAMES
 
-EPILOG = """examples:
+EPILOG = f"""examples:
   synthlake run conf/datasets/adult.yaml --rows 5000 --seed 7
-  synthlake profile conf/datasets/adult.yaml --run-id my-run      (then train, sample, validate, publish)
+  synthlake {STAGE_NAMES[0]} conf/datasets/adult.yaml --run-id my-run      (then {', '.join(STAGE_NAMES[1:])})
   synthlake infer-config data/customers.parquet --name customers
   synthlake generators                                            (hyper-parameters for params.yaml)
 """
@@ -25,12 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run every stage (profile, train, sample, validate, publish)",
+    run = sub.add_parser("run", help=f"run every stage ({', '.join(STAGE_NAMES)})",
                          description="Run the whole pipeline for one dataset config under a new run id.")
     add_run_arguments(run, run_id_required=False)
     run.set_defaults(handler=_run_all)
 
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         p = sub.add_parser(stage, help=f"run only the {stage} stage of a run",
                            description=f"Run the {stage} stage for an existing (or new) run id.")
         add_run_arguments(p)
@@ -83,10 +83,19 @@ def new_run_id(dataset: str) -> str:
     return f"{dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
 
 
+def _open_checked(args, run_id: str):
+    """The run's context, the gates' metric names checked too: a typo there is exit 2 before Spark starts."""
+    from pipelines.thresholds import check_metric_names
+
+    ctx = open_context(args, run_id)
+    check_metric_names(ctx)
+    return ctx
+
+
 def _run_one(stage: str, args) -> None:
     from pipelines.spark import get_spark
 
-    ctx = open_context(args, args.run_id)
+    ctx = _open_checked(args, args.run_id)
     run_stage(stage, ctx, get_spark(ctx.env, app_name=f"synthlake-{stage}-{ctx.dataset.name}"))
 
 
@@ -95,35 +104,37 @@ def _run_all(args) -> None:
     from pipelines.spark import get_spark
 
     run_id = args.run_id or new_run_id(load_dataset(args.config).name)
-    ctx = open_context(args, run_id)
+    ctx = _open_checked(args, run_id)
     spark = get_spark(ctx.env, app_name=f"synthlake-run-{ctx.dataset.name}")
     results = {}
     try:
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             results[stage] = run_stage(stage, ctx, spark)
     finally:
         _print_summary(ctx, results)
 
 
 def _print_summary(ctx, results: dict) -> None:
+    from pipelines.records import Verdict
+
+    store = ctx.store
     lines = [f"\nsynthlake run {ctx.run_id} ({ctx.dataset.name})"]
     if "train" in results:
         t = results["train"]
         lines.append(f"  MLflow run:        {t['mlflow_run_id']}  (model {t['model_name']} version "
                      f"{t['model_version']})")
-    verdict = ctx.run_dir / "validation.json"
-    if verdict.exists():
-        v = json.loads(verdict.read_text())
-        gated = [c for c in v["checks"] if c["passed"] is not None]
-        lines.append(f"  validation:        {'PASSED' if v['passed'] else 'FAILED'} "
-                     f"({len(gated) - len(v['failed_checks'])}/{len(gated)} checks)  {verdict}")
-        if v["failed_checks"]:
-            lines.append(f"  failed checks:     {', '.join(v['failed_checks'])}")
-        m = v["metrics"]
+    if store.path("verdict").exists():
+        v = store.read(Verdict)
+        gated = [c for c in v.checks if c.passed is not None]
+        lines.append(f"  validation:        {'PASSED' if v.passed else 'FAILED'} "
+                     f"({len(gated) - len(v.failed_checks)}/{len(gated)} checks)  {store.path('verdict')}")
+        if v.failed_checks:
+            lines.append(f"  failed checks:     {', '.join(v.failed_checks)}")
+        m = v.metrics
         figures = [f"{k} {m[k]:.3f}" for k in ("accuracy", "column_shapes", "tstr", "trtr", "dcr_share")
                    if m.get(k) is not None]
-        lines.append(f"  metrics:           {', '.join(figures)} ({v['rows']['synthetic']} synthetic rows)")
-        lines.append(f"  report:            {ctx.run_dir / 'report' / 'report.html'}")
+        lines.append(f"  metrics:           {', '.join(figures)} ({v.rows['synthetic']} synthetic rows)")
+        lines.append(f"  report:            {store.path('report')}")
     if "publish" in results:
         p = results["publish"]
         lines.append(f"  published table:   {p['published_table']}  ({p['rows']} rows, partition "

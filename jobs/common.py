@@ -11,7 +11,6 @@ import time
 
 # 1 stays Python's own code for a crash (worth a retry); 2 and 3 are verdicts a retry cannot change.
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STAGE_REFUSED = 0, 2, 3
-STAGES = ["profile", "train", "sample", "validate", "publish"]
 
 
 def quiet_services() -> None:
@@ -40,7 +39,8 @@ def open_context(args: argparse.Namespace, run_id: str):
 
 
 def run_stage(stage: str, ctx, spark) -> dict:
-    """Run one stage and print its result as a line of JSON (what DVC, Airflow logs and people read)."""
+    """Run one stage (`pipelines.<stage>.run`, see pipelines.stages) and print its result as a line of JSON
+    (what DVC, Airflow logs and people read)."""
     module = importlib.import_module(f"pipelines.{stage}")
     started = time.monotonic()
     print(f"[synthlake] {stage}: run {ctx.run_id} of dataset {ctx.dataset.name} ...", flush=True)

@@ -60,7 +60,8 @@ class DatasetConfig(Strict):
     quasi_identifiers: list[str] = Field(default_factory=list)
     sensitive: str | None = None
     canaries: dict[str, list[str]] = Field(default_factory=dict)  # column -> planted values that must not leak
-    thresholds: dict[str, float | None] = Field(default_factory=dict)  # over params.yaml's validate.thresholds
+    # over params.yaml's validate.thresholds; the names are checked by pipelines.thresholds
+    thresholds: dict[str, float | None] = Field(default_factory=dict)
     privacy: Privacy | None = None  # train with differential privacy (epsilon, delta)
     hyper: dict[str, Any] = Field(default_factory=dict)  # the generator's hyper-parameters, over params.yaml's
 
@@ -73,7 +74,6 @@ class DatasetConfig(Strict):
             unknown = [c for c in cols if c and c not in names]
             if unknown:
                 raise ValueError(f"{key}: {unknown} are not configured columns")
-        _check_metric_names(self.thresholds, "thresholds")
         return self
 
     @property
@@ -115,21 +115,9 @@ class ValidateParams(Strict):
     # (without a budget: all of them)
     dp_mostly: float = Field(0.95, gt=0, le=1)
     # metric name -> threshold (>= for higher-is-better metrics, <= for lower-is-better ones, the largest
-    # distance from the ideal for metrics with an ideal value); null: measured and reported, not a gate
+    # distance from the ideal for metrics with an ideal value); null: measured and reported, not a gate.
+    # The names are checked by pipelines.thresholds, which imports the metric registry.
     thresholds: dict[str, float | None] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _known_metrics(self) -> ValidateParams:
-        _check_metric_names(self.thresholds, "validate.thresholds")
-        return self
-
-
-def _check_metric_names(thresholds: dict, where: str) -> None:
-    from synthlake.evaluation import metric_names
-
-    unknown = sorted(set(thresholds) - set(metric_names()))
-    if unknown:
-        raise ValueError(f"{where}: unknown metrics {unknown}; known: {metric_names()}")
 
 
 class Params(Strict):
@@ -224,9 +212,14 @@ def load_dataset(path: str | Path) -> DatasetConfig:
     return _validate(DatasetConfig, _read_yaml(path), path)
 
 
+def params_file(path: str | Path | None = None) -> Path:
+    """The params file: `path`, else the project's params.yaml."""
+    return Path(path) if path else project_root() / "params.yaml"
+
+
 def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Params:
     """params.yaml (default: the project's), with `overrides` such as {"rows": 100} on top."""
-    path = Path(path) if path else project_root() / "params.yaml"
+    path = params_file(path)
     data = _read_yaml(path) if path.exists() else {}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return _validate(Params, data, path)

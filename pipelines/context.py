@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import (
     ConfigError,
@@ -20,6 +17,9 @@ from pipelines.config import (
     load_params,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from pipelines.records import RunStore
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
 
@@ -35,6 +35,7 @@ class RunContext:
     params: Params
     env: EnvConfig
     run_id: str
+    params_path: str | None = None  # None: the project's params.yaml
 
     @classmethod
     def open(cls, config_path: str, run_id: str, params_path: str | None = None,
@@ -49,6 +50,7 @@ class RunContext:
             params=load_params(params_path, overrides),
             env=load_env(env_name),
             run_id=run_id,
+            params_path=None if params_path is None else str(params_path),
         )
 
     # ---- where things live -------------------------------------------------------------------------
@@ -74,18 +76,9 @@ class RunContext:
         return f"synthlake-{self.dataset.name}"
 
     # ---- stage records -----------------------------------------------------------------------------
-    def write_json(self, name: str, data: Any) -> Path:
-        """Write atomically (temp file, then rename), so a killed stage leaves no half-written record."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / name
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=str)
-        os.replace(tmp, path)
-        return path
+    @property
+    def store(self) -> RunStore:
+        """The run folder's files and records."""
+        from pipelines.records import RunStore  # records imports StageError from here
 
-    def read_json(self, name: str, stage: str) -> Any:
-        path = self.run_dir / name
-        if not path.is_file():
-            raise StageError(f"{path} is missing: run the {stage} stage for run id {self.run_id!r} first")
-        return json.loads(path.read_text())
+        return RunStore(self.run_dir, self.run_id)

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 from pipelines.context import RunContext, StageError
+from pipelines.records import ProfileRecord
 from pipelines.source import read_source, source_fingerprint, spark_type, split
 from synthlake.inference import detect_pii
 from synthlake.metadata import ColumnKind
@@ -35,14 +36,14 @@ def run(ctx: RunContext, spark) -> dict:
                          "the source is too small to validate against")
     body["holdout"] = {"fraction": fraction, "seed": seed, "rows": holdout_rows}
     version = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    profile = {"profile_version": version, "run_id": ctx.run_id,
-               "created_at": datetime.now(UTC).isoformat(), **body}
-    path = ctx.write_json("profile.json", profile)
-    for name, col in profile["columns"].items():
-        if col.get("pii_suspected"):
-            print(f"warning: column '{name}' looks like PII ({col['pii_suspected']}) but is configured as "
-                  f"{col['kind']}; declare it `kind: pii` so it is never learned")
-    return {"profile": str(path), "profile_version": version, "rows": profile["rows"], "holdout_rows": holdout_rows}
+    profile = ProfileRecord.model_validate({"profile_version": version, "run_id": ctx.run_id,
+                                            "created_at": datetime.now(UTC), **body})
+    path = ctx.store.write(profile)
+    for name, col in profile.columns.items():
+        if col.pii_suspected:
+            print(f"warning: column '{name}' looks like PII ({col.pii_suspected}) but is configured as "
+                  f"{col.kind}; declare it `kind: pii` so it is never learned")
+    return {"profile": str(path), "profile_version": version, "rows": profile.rows, "holdout_rows": holdout_rows}
 
 
 def _statistics(df, ctx: RunContext) -> dict:

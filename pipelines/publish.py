@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 from pipelines.context import RunContext, StageError
+from pipelines.records import PrivacySpent, ProfileRecord, PublishRecord, SampleRecord, TrainRecord, Verdict
 from pipelines.validate import HEADLINE, GateFailed
 
 AUDIT_SCHEMA = ("run_id string, dataset string, source_fingerprint string, profile_version string, "
@@ -17,15 +18,16 @@ AUDIT_SCHEMA = ("run_id string, dataset string, source_fingerprint string, profi
 
 
 def run(ctx: RunContext, spark) -> dict:
-    verdict = ctx.read_json("validation.json", "validate")
-    if not verdict["passed"]:
+    store = ctx.store
+    verdict = store.read(Verdict)
+    if not verdict.passed:
         raise GateFailed(f"run {ctx.run_id!r} failed validation, not publishing: "
-                         f"{', '.join(verdict['failed_checks'])}")
-    profile = ctx.read_json("profile.json", "profile")
-    trained = ctx.read_json("train.json", "train")
+                         f"{', '.join(verdict.failed_checks)}")
+    profile = store.read(ProfileRecord)
+    trained = store.read(TrainRecord)
     staged = ctx.read_partition(spark, "staging")
     rows = staged.count()
-    expected = ctx.read_json("sample.json", "sample")["rows"]
+    expected = store.read(SampleRecord).rows
     if rows != expected:
         raise StageError(f"staging holds {rows} rows for run {ctx.run_id!r}, the sample stage wrote "
                          f"{expected}: re-run sample and validate")
@@ -35,41 +37,40 @@ def run(ctx: RunContext, spark) -> dict:
     _set_champion(ctx, trained)
     audit = {
         "run_id": ctx.run_id, "dataset": ctx.dataset.name,
-        "source_fingerprint": profile["source"]["fingerprint"], "profile_version": profile["profile_version"],
-        "model_name": trained["model_name"], "model_version": trained["model_version"],
-        "mlflow_run_id": trained["mlflow_run_id"], "rows": rows, "verdict": "passed",
-        "failed_checks": json.dumps(verdict["failed_checks"]),
-        **{m: _number(verdict["metrics"].get(m)) for m in HEADLINE},
-        **_privacy_columns(trained.get("privacy")),
-        "report": str(ctx.run_dir / "report" / "report.html"),
-        "started_at": datetime.fromisoformat(profile["created_at"]), "published_at": datetime.now(UTC),
+        "source_fingerprint": profile.source.fingerprint, "profile_version": profile.profile_version,
+        "model_name": trained.model_name, "model_version": trained.model_version,
+        "mlflow_run_id": trained.mlflow_run_id, "rows": rows, "verdict": "passed",
+        "failed_checks": json.dumps(verdict.failed_checks),
+        **{m: _number(verdict.metrics.get(m)) for m in HEADLINE},
+        **_privacy_columns(trained.privacy),
+        "report": str(store.path("report")),
+        "started_at": profile.created_at, "published_at": datetime.now(UTC),
     }
     _upsert_audit(spark, ctx.table_path("audit"), audit)
-    result = {"published_table": published, "rows": rows, "model_version": trained["model_version"],
-              "alias": "champion", "audit_table": ctx.table_path("audit")}
-    ctx.write_json("publish.json", result)
-    return result
+    result = PublishRecord(published_table=published, rows=rows, model_version=trained.model_version,
+                           alias="champion", audit_table=ctx.table_path("audit"))
+    store.write(result)
+    return result.model_dump()
 
 
-def _privacy_columns(privacy: dict | None) -> dict:
+def _privacy_columns(privacy: PrivacySpent | None) -> dict:
     """The privacy spent (epsilon, delta) by a DP run; nulls for a run without differential privacy."""
     if privacy is None:
         return {"epsilon": None, "delta": None}
-    return {"epsilon": float(privacy["epsilon"]), "delta": float(privacy["delta"])}
+    return {"epsilon": privacy.epsilon, "delta": privacy.delta}
 
 
 def _number(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _set_champion(ctx: RunContext, trained: dict) -> None:
+def _set_champion(ctx: RunContext, trained: TrainRecord) -> None:
     from mlflow import MlflowClient
 
     from pipelines import tracking
 
     tracking.setup(ctx)
-    MlflowClient().set_registered_model_alias(trained["model_name"], tracking.CHAMPION,
-                                              trained["model_version"])
+    MlflowClient().set_registered_model_alias(trained.model_name, tracking.CHAMPION, trained.model_version)
 
 
 def _upsert_audit(spark, path: str, row: dict) -> None:

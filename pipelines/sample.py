@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipelines import delta_files
 from pipelines.context import RunContext
+from pipelines.records import SampleRecord, TrainRecord
 from pipelines.source import spark_type
 from synthlake.seeding import block_count
 
@@ -21,19 +22,19 @@ from synthlake.seeding import block_count
 def run(ctx: RunContext, spark) -> dict:
     from pipelines import tracking
 
-    trained = ctx.read_json("train.json", "train")
-    generator = tracking.load_generator(ctx, trained["model_name"], trained["model_version"])
+    trained = ctx.store.read(TrainRecord)
+    generator = tracking.load_generator(ctx, trained.model_name, trained.model_version)
     with tempfile.TemporaryDirectory() as tmp:  # executors get the sampler's files as bytes
         generator.save_sampler(tmp)
         model_files = {p.name: p.read_bytes() for p in Path(tmp).iterdir()}
     path = ctx.table_path("staging")
     write_staging(spark, ctx, model_files, path)
     rows = ctx.read_partition(spark, "staging").count()
-    result = {"staging_table": path, "rows": rows, "partitions": ctx.params.sample.partitions,
-              "seed": ctx.params.seed, "model_version": trained["model_version"],
-              "writer": ctx.params.sample.writer}
-    ctx.write_json("sample.json", result)
-    return result
+    result = SampleRecord(staging_table=path, rows=rows, partitions=ctx.params.sample.partitions,
+                          seed=ctx.params.seed, model_version=trained.model_version,
+                          writer=ctx.params.sample.writer)
+    ctx.store.write(result)
+    return result.model_dump()
 
 
 def output_schema(ctx: RunContext):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.config import DatasetConfig, resolve
 from pipelines.context import StageError
 from synthlake.metadata import ColumnKind, ColumnSpec
+
+if TYPE_CHECKING:
+    from pipelines.records import ProfileRecord
 
 
 def spark_type(spec: ColumnSpec) -> str:
@@ -85,10 +89,10 @@ def split(df, part: str, fraction: float, seed: int):
     return df.where(in_holdout if part == "holdout" else ~in_holdout)
 
 
-def read_real(spark, ctx, part: str, profile: dict):
+def read_real(spark, ctx, part: str, profile: ProfileRecord):
     """The source's training or holdout rows, split as the profile stage recorded it."""
-    holdout = profile["holdout"]
-    return split(read_source(spark, ctx.dataset), part, holdout["fraction"], holdout["seed"])
+    holdout = profile.holdout
+    return split(read_source(spark, ctx.dataset), part, holdout.fraction, holdout.seed)
 
 
 def bounded(df, limit: int, seed: int, total: int | None = None):

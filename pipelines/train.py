@@ -10,6 +10,7 @@ import numpy as np
 
 from pipelines.config import ConfigError
 from pipelines.context import RunContext, StageError
+from pipelines.records import ProfileRecord, TrainRecord
 from pipelines.source import bounded, read_real
 
 
@@ -18,15 +19,16 @@ def run(ctx: RunContext, spark) -> dict:
 
     from pipelines import tracking
 
-    profile = ctx.read_json("profile.json", "profile")
+    store = ctx.store
+    profile = store.read(ProfileRecord)
     p = ctx.params.train
     model = build_model(ctx)
     table = _training_table(spark, ctx, profile)
     print(f"[synthlake] train: encoding {len(table)} rows", flush=True)
     encoded = model.prepare(table, seed=ctx.params.seed)
 
-    work = ctx.run_dir / "train_work"
-    model_dir = ctx.run_dir / "model"
+    work = store.path("train_work")
+    model_dir = store.path("model")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     np.save(work / "encoded.npy", encoded)
@@ -37,7 +39,7 @@ def run(ctx: RunContext, spark) -> dict:
               flush=True)
         processes = 1
     # checkpoints outlive a killed attempt (train_work does not): a retry resumes from the last epoch
-    checkpoints = ctx.run_dir / "train_checkpoints" if model.resumable else None
+    checkpoints = store.path("train_checkpoints") if model.resumable else None
     history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu, checkpoints)
     shutil.rmtree(work)
     if checkpoints is not None:
@@ -47,7 +49,7 @@ def run(ctx: RunContext, spark) -> dict:
     experiment = tracking.setup(ctx)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{ctx.dataset.name}-{ctx.run_id}") as run:
         mlflow.set_tags({"synthlake.run_id": ctx.run_id, "synthlake.dataset": ctx.dataset.name,
-                         "synthlake.profile_version": profile["profile_version"]})
+                         "synthlake.profile_version": profile.profile_version})
         mlflow.log_params({"generator": ctx.dataset.generator, "seed": ctx.params.seed,
                            "training_rows": len(table), "num_processes": processes,
                            "use_gpu": use_gpu, **model.hyper})
@@ -58,14 +60,14 @@ def run(ctx: RunContext, spark) -> dict:
             mlflow.log_dict(privacy, "privacy.json")
         for h in history:
             mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch" and v == v}, step=h["epoch"])  # no NaN
-        mlflow.log_artifact(str(ctx.run_dir / "profile.json"))
+        mlflow.log_artifact(str(store.path("profile")))
         info = tracking.log_model(model_dir, ctx.model_name)
-    result = {"mlflow_run_id": run.info.run_id, "model_name": ctx.model_name,
-              "model_version": str(info.registered_model_version), "model_uri": info.model_uri,
-              "training_rows": len(table), "epochs": len(history),
-              "final_losses": history[-1] if history else None, "privacy": privacy}
-    ctx.write_json("train.json", result)
-    return result
+    result = TrainRecord(mlflow_run_id=run.info.run_id, model_name=ctx.model_name,
+                         model_version=str(info.registered_model_version), model_uri=info.model_uri,
+                         training_rows=len(table), epochs=len(history),
+                         final_losses=history[-1] if history else None, privacy=privacy)
+    store.write(result)
+    return result.model_dump()
 
 
 def _privacy_spent(model_dir: Path) -> dict | None:
@@ -91,10 +93,10 @@ def build_model(ctx: RunContext):
                           f"or `privacy`): {exc}") from exc
 
 
-def _training_table(spark, ctx: RunContext, profile: dict):
+def _training_table(spark, ctx: RunContext, profile: ProfileRecord):
     """The training rows (never the holdout) as pandas, sampled down to train.max_rows by the run seed."""
     return bounded(read_real(spark, ctx, "train", profile), ctx.params.train.max_rows, ctx.params.seed,
-                   total=profile["rows"]).toPandas()
+                   total=profile.rows).toPandas()
 
 
 def _use_gpu(spark, setting: str) -> bool:

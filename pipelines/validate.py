@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from pipelines.context import RunContext, StageError
+from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict
 from pipelines.source import bounded, read_real
+from pipelines.thresholds import check_metric_names
 from synthlake.evaluation import METRICS, Direction, get_metric
 from synthlake.evaluation.fidelity import column_shapes
 from synthlake.evaluation.privacy import dcr
@@ -28,8 +30,10 @@ class GateFailed(StageError):
 
 
 def run(ctx: RunContext, spark) -> dict:
-    profile = ctx.read_json("profile.json", "profile")
-    ctx.read_json("sample.json", "sample")
+    check_metric_names(ctx)
+    store = ctx.store
+    profile = store.read(ProfileRecord)
+    store.read(SampleRecord)
     staged = ctx.read_partition(spark, "staging").drop("run_id")
     if staged.isEmpty():
         raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
@@ -37,7 +41,7 @@ def run(ctx: RunContext, spark) -> dict:
     # a DP generator never saw the exact min, max or null-free columns: a share of its values must comply
     mostly = ctx.params.validate_.dp_mostly if ctx.dataset.privacy else 1.0
     gx_result = run_expectations(staged, profile, ctx.run_id, mostly)
-    ctx.write_json("gx_result.json", gx_result)
+    store.write_json("gx_result", gx_result)
     checks = _expectation_checks(gx_result)
     frames = _samples(spark, ctx, profile, staged)
     checks += _shape_checks(ctx, frames)
@@ -48,8 +52,8 @@ def run(ctx: RunContext, spark) -> dict:
                "skipped_metrics": skipped, "gx_success": gx_result["success"],
                "metrics": {c["check"]: c["value"] for c in metric_checks},
                "rows": {k: len(v) for k, v in frames.items()}, "validated_at": datetime.now(UTC).isoformat()}
-    path = ctx.write_json("validation.json", verdict)
-    ctx.write_json("metrics.json", headline(verdict))
+    path = store.write(Verdict.model_validate(verdict))
+    store.write_json("metrics", headline(verdict))
     report = _write_report(ctx, profile, verdict, frames)
     _log_to_mlflow(ctx, verdict, report)
     print(f"[synthlake] validate: report {report}", flush=True)
@@ -65,13 +69,13 @@ def headline(verdict: dict) -> dict:
     return {"passed": verdict["passed"], **{k: metrics[k] for k in HEADLINE if k in metrics}}
 
 
-def _samples(spark, ctx: RunContext, profile: dict, staged) -> dict:
+def _samples(spark, ctx: RunContext, profile: ProfileRecord, staged) -> dict:
     """Bounded pandas samples of the training rows, the holdout and the synthetic rows."""
     limit, seed = ctx.params.validate_.max_rows, ctx.params.seed
     print(f"[synthlake] validate: metrics on at most {limit} rows per side", flush=True)
-    return {"real": bounded(read_real(spark, ctx, "train", profile), limit, seed, total=profile["rows"]).toPandas(),
+    return {"real": bounded(read_real(spark, ctx, "train", profile), limit, seed, total=profile.rows).toPandas(),
             "holdout": bounded(read_real(spark, ctx, "holdout", profile), limit, seed,
-                               total=profile["holdout"]["rows"]).toPandas(),
+                               total=profile.holdout.rows).toPandas(),
             "synthetic": bounded(staged, limit, seed).toPandas()}
 
 
@@ -142,28 +146,28 @@ def _canary_checks(ctx: RunContext, staged) -> list[dict]:
     return [_check("canary_share", "privacy", share, threshold, "<=", passed)]
 
 
-def build_suite(profile: dict, mostly: float = 1.0):
+def build_suite(profile: ProfileRecord, mostly: float = 1.0):
     """Expectations the source satisfied: columns and types, not-null, numeric ranges, category sets."""
     import great_expectations as gx
     from great_expectations import expectations as E
 
-    suite = gx.ExpectationSuite(name=f"synthlake-{profile['dataset']}-{profile['profile_version']}")
-    for name, col in profile["columns"].items():
+    suite = gx.ExpectationSuite(name=f"synthlake-{profile.dataset}-{profile.profile_version}")
+    for name, col in profile.columns.items():
         suite.add_expectation(E.ExpectColumnToExist(column=name))
-        suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=name, type_=_GX_TYPES[col["type"]]))
-        if col["null_fraction"] == 0:
+        suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=name, type_=_GX_TYPES[col.type]))
+        if col.null_fraction == 0:
             suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly))
-        if col["kind"] == ColumnKind.NUMERIC.value and col["min"] is not None:
-            suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=name, min_value=col["min"],
-                                                                  max_value=col["max"], mostly=mostly))
-        if col["kind"] == ColumnKind.CATEGORICAL.value and not col["categories"]["truncated"]:
+        if col.kind == ColumnKind.NUMERIC and col.min is not None:
+            suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=name, min_value=col.min,
+                                                                  max_value=col.max, mostly=mostly))
+        if col.kind == ColumnKind.CATEGORICAL and not col.categories.truncated:
             # generators emit RARE_CATEGORY in place of values too rare to reproduce
-            values = [v for v, _ in col["categories"]["frequencies"] if v is not None] + [RARE_CATEGORY]
+            values = [v for v, _ in col.categories.frequencies if v is not None] + [RARE_CATEGORY]
             suite.add_expectation(E.ExpectColumnValuesToBeInSet(column=name, value_set=values))
     return suite
 
 
-def run_expectations(df, profile: dict, run_id: str, mostly: float = 1.0) -> dict:
+def run_expectations(df, profile: ProfileRecord, run_id: str, mostly: float = 1.0) -> dict:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -187,39 +191,35 @@ def _gx_summary(result: dict) -> list[dict]:
     return out
 
 
-def _write_report(ctx: RunContext, profile: dict, verdict: dict, frames: dict):
+def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames: dict):
     from synthlake.report import render_report
 
-    folder = ctx.run_dir / "report"
-    folder.mkdir(parents=True, exist_ok=True)
+    store = ctx.store
     meta = ctx.dataset.metadata
     to_train, to_holdout = dcr(frames["real"], frames["synthetic"], frames["holdout"], meta, ctx.params.seed)
-    trained = ctx.read_json("train.json", "train")
-    facts = {"generator": ctx.dataset.generator, "model": f"{trained['model_name']} v{trained['model_version']}",
-             "synthetic rows": ctx.params.rows, "training rows": profile["rows"],
-             "holdout rows": profile["holdout"]["rows"], "source": profile["source"]["fingerprint"],
-             "profile version": profile["profile_version"], "validated at": verdict["validated_at"],
-             "differential privacy": _privacy_fact(trained.get("privacy"))}
+    trained = store.read(TrainRecord)
+    facts = {"generator": ctx.dataset.generator, "model": f"{trained.model_name} v{trained.model_version}",
+             "synthetic rows": ctx.params.rows, "training rows": profile.rows,
+             "holdout rows": profile.holdout.rows, "source": profile.source.fingerprint,
+             "profile version": profile.profile_version, "validated at": verdict["validated_at"],
+             "differential privacy": _privacy_fact(trained.privacy)}
     html = render_report(dataset=ctx.dataset.name, run_id=ctx.run_id, passed=verdict["passed"],
                          checks=verdict["checks"], real=frames["real"], synthetic=frames["synthetic"],
                          metadata=meta, dcr={"train": to_train, "holdout": to_holdout}, facts=facts)
-    _write_plot_data(folder, verdict, to_train, to_holdout)
-    path = folder / "report.html"
-    tmp = folder / ".report.html.tmp"
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    path = store.write_text("report", html)
+    _write_plot_data(store, verdict, to_train, to_holdout)
     return path
 
 
-def _privacy_fact(privacy: dict | None) -> str:
+def _privacy_fact(privacy: PrivacySpent | None) -> str:
     if privacy is None:
         return "none (no privacy budget in the dataset config)"
-    return f"epsilon {privacy['epsilon']:.3f}, delta {privacy['delta']:.1e} spent (preprocessing and DP-SGD)"
+    return f"epsilon {privacy.epsilon:.3f}, delta {privacy.delta:.1e} spent (preprocessing and DP-SGD)"
 
 
-def _write_plot_data(folder, verdict: dict, to_train: np.ndarray, to_holdout: np.ndarray) -> None:
+def _write_plot_data(store: RunStore, verdict: dict, to_train: np.ndarray, to_holdout: np.ndarray) -> None:
     """CSV files for `dvc plots`: per-column shape scores and the DCR histogram."""
-    with (folder / "column_shapes.csv").open("w", newline="") as fh:
+    with store.path("column_shapes").open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["column", "score"])
         out.writerows([c["check"].split(":", 1)[1], round(c["value"], 6)] for c in verdict["checks"]
@@ -227,7 +227,7 @@ def _write_plot_data(folder, verdict: dict, to_train: np.ndarray, to_holdout: np
     edges = np.histogram_bin_edges(np.r_[to_train, to_holdout], bins=30)
     train_counts, _ = np.histogram(to_train, edges)
     holdout_counts, _ = np.histogram(to_holdout, edges)
-    with (folder / "dcr.csv").open("w", newline="") as fh:
+    with store.path("dcr").open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["distance", "to_train", "to_holdout"])
         rows = zip(edges[:-1], train_counts, holdout_counts, strict=True)
@@ -239,13 +239,13 @@ def _log_to_mlflow(ctx: RunContext, verdict: dict, report) -> None:
 
     from pipelines import tracking
 
-    trained = ctx.read_json("train.json", "train")
+    trained = ctx.store.read(TrainRecord)
     tracking.setup(ctx)
     values = {c["check"].replace(":", "."): c["value"] for c in verdict["checks"]
               if c["family"] != "expectation" and isinstance(c["value"], int | float)}
-    with mlflow.start_run(run_id=trained["mlflow_run_id"]):
+    with mlflow.start_run(run_id=trained.mlflow_run_id):
         mlflow.log_metrics(values)
         mlflow.set_tag("synthlake.validation", "passed" if verdict["passed"] else "failed")
-        for name in ("validation.json", "gx_result.json", "metrics.json"):
-            mlflow.log_artifact(str(ctx.run_dir / name), artifact_path="validation")
+        for name in ("verdict", "gx_result", "metrics"):
+            mlflow.log_artifact(str(ctx.store.path(name)), artifact_path="validation")
         mlflow.log_artifacts(str(report.parent), artifact_path="report")

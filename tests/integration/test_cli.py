@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import yaml
 from project_fixture import VENV_BIN, make_project, project_env
+
+from pipelines.stages import STAGE_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,7 @@ def synthlake(root, *args):
 def test_help_lists_every_command(project):
     out = synthlake(project, "--help")
     assert out.returncode == 0
-    for command in ("run", "profile", "train", "sample", "validate", "publish", "infer-config"):
+    for command in ("run", *STAGE_NAMES, "infer-config", "generators"):
         assert command in out.stdout
     stage_help = synthlake(project, "sample", "--help").stdout
     for option in ("--run-id", "--rows", "--seed", "--params", "--env"):
@@ -40,6 +43,17 @@ def test_unknown_key_in_dataset_config_exits_2_naming_it(project):
 def test_wrong_param_type_exits_2_naming_it(project):
     out = synthlake(project, "run", "conf/datasets/adult.yaml", "--rows", "0")
     assert out.returncode == 2 and "rows" in out.stderr
+
+
+def test_unknown_metric_in_thresholds_exits_2_before_spark_starts(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["validate"]["thresholds"]["acuracy"] = 0.9
+    bad = project / "typo-params.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    out = synthlake(project, "run", "conf/datasets/adult.yaml", "--params", str(bad))
+    assert out.returncode == 2
+    assert "acuracy" in out.stderr and "validate.thresholds" in out.stderr and "typo-params.yaml" in out.stderr
+    assert "SparkContext" not in out.stdout + out.stderr and not (project / "var" / "runs").exists()
 
 
 def test_stage_without_run_id_is_a_usage_error(project):

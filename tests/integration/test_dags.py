@@ -1,4 +1,4 @@
-"""The Airflow DAGs: they parse cleanly and lightly, chain the five stages, and run end to end.
+"""The Airflow DAGs: they parse cleanly and lightly, chain the declared stages, and run end to end.
 
 Airflow reads its configuration when first imported, so every Airflow step runs in a subprocess with its
 own AIRFLOW_HOME (and SQLite DB) under tmp_path: this pytest process never imports Airflow, and nothing
@@ -16,14 +16,19 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from project_fixture import REPO, VENV_BIN, airflow_env, make_project
 
+from pipelines.stages import STAGE_NAMES as STAGES
+
 DAGS = REPO / "dags"
-STAGES = ["profile", "train", "sample", "validate", "publish"]
 AIRFLOW_RUN_IDS = ["manual__2026-11-22T19:30:00.123456+00:00", "scheduled__2026-11-23T02:00:00+00:00",
                    "asset_triggered__2026-11-23T02:00:00+00:00", "nightly-20261123"]
 ODD_RUN_IDS = ["my run/1", "_x", "", "é" * 200]
 HEAVY = ["pyspark", "pandas", "mlflow", "torch", "great_expectations", "deltalake", "synthlake", "pipelines"]
+LIGHT = ["pipelines", "pipelines.stages"]  # the stage list, plain Python: all the DAGs may import of the project
+# the home's params.yaml, other than the repo's: the on-demand DAG's defaults must come from it
+HOME_PARAMS = {"seed": 9, "rows": 1234}
 
 # Parses dags/ in a DagBag and prints what the tests check, as one line of JSON.
 SUMMARY = textwrap.dedent(
@@ -117,6 +122,8 @@ def _tagged_json(out: str, tag: str) -> dict:
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("dagbag")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump({**params, **HOME_PARAMS}, sort_keys=False))
     env = airflow_env(root, root / "airflow")
     started = time.monotonic()
     proc = _run(SUMMARY, [str(DAGS), ",".join(HEAVY), json.dumps(AIRFLOW_RUN_IDS + ODD_RUN_IDS)], env, root,
@@ -153,10 +160,12 @@ def test_stages_run_in_order(summary, dag_id):
         assert "spark.jars.ivy" in task["conf"]
 
 
-def test_on_demand_is_manual_with_params(summary):
+def test_on_demand_is_manual_with_params_defaulting_to_params_yaml(summary):
     dag = summary["dags"]["synthlake_on_demand"]
     assert dag["timetable"] == "NullTimetable"
-    assert dag["params"] == {"dataset": "adult", "rows": 10000, "seed": 42}
+    params = yaml.safe_load((Path(summary["home"]) / "params.yaml").read_text())
+    assert dag["params"] == {"dataset": "adult", "rows": params["rows"], "seed": params["seed"]}
+    assert (params["rows"], params["seed"]) == (HOME_PARAMS["rows"], HOME_PARAMS["seed"])
     assert {"--rows", "--seed"} <= set(dag["tasks"]["sample"]["args"])
 
 
@@ -170,7 +179,7 @@ def test_nightly_is_cron_without_catchup_and_uses_params_yaml(summary):
 
 
 def test_parsing_imports_nothing_heavy(summary):
-    assert summary["heavy_modules"] == []
+    assert summary["heavy_modules"] == LIGHT
 
 
 def test_delta_package_matches_installed_delta_spark(summary):

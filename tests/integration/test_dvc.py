@@ -1,9 +1,10 @@
-"""DVC runs the five stages without Airflow: dvc.yaml's graph, its deps and its idempotence.
+"""DVC runs the stages without Airflow: dvc.yaml's graph, its deps and its idempotence.
 
 The slow test runs `dvc repro` three times in a copy of the project (tiny params): everything, then nothing
-(all up to date), then only validate and publish after a validate param changed. The fast test checks that
-every stage's deps in dvc.yaml name the project modules the stage imports, so a new module cannot be left
-out (a stage that skips re-running on a code change it depends on is a silent stale output).
+(all up to date), then only validate and publish after a validate param changed. The fast test checks
+dvc.yaml against pipelines.stages (the stages in order, each one's outs and record deps) and each stage's
+code deps against the project modules it imports, exactly: a module left out is a silent stale output, one
+too many re-runs a stage for nothing. On a mismatch it prints the deps to paste.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import yaml
 from project_fixture import REPO as REPO_ROOT
 from project_fixture import VENV_BIN, make_project, project_env
 
-STAGES = ["profile", "train", "sample", "validate", "publish"]
+from pipelines.records import LAYOUT
+from pipelines.stages import STAGE_NAMES, STAGES
+
 PACKAGES = ("jobs", "pipelines", "synthlake")
 RUN_ID = "dvc"
 DATASET = "adult"
@@ -83,24 +86,38 @@ def dvc_stages() -> dict:
     stages = {}
     for name, stage in doc["stages"].items():
         outs = [interpolate(next(iter(o)) if isinstance(o, dict) else o)
-                for key in ("outs", "metrics") for o in stage.get(key, [])]
+                for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
         stages[name] = {"cmd": interpolate(stage["cmd"]), "outs": outs, "params": stage.get("params", []),
                         "deps": {interpolate(d) for d in stage.get("deps", [])}}
     return stages
 
 
-def test_dvc_yaml_declares_the_five_stages_with_their_code_as_deps():
+def run_files(names: tuple[str, ...]) -> set[str]:
+    return {f"var/runs/{DATASET}/{RUN_ID}/{LAYOUT[name]}" for name in names}
+
+
+def test_dvc_yaml_runs_the_declared_stages_in_order_with_their_records():
     stages = dvc_stages()
-    assert list(stages) == STAGES
-    for name, stage in stages.items():
-        assert f"-m jobs.{name}_job " in stage["cmd"] and f"--run-id {RUN_ID}" in stage["cmd"]
-        missing = stage_code(name) - stage["deps"]
-        assert not missing, f"dvc.yaml: stage {name!r} imports {sorted(missing)}: list them in its deps"
-        stale = {d for d in stage["deps"] if not (REPO_ROOT / d).exists() and not d.startswith("var/")}
-        assert not stale, f"dvc.yaml: stage {name!r} depends on files that do not exist: {sorted(stale)}"
-        assert all(o.startswith(f"var/runs/{DATASET}/{RUN_ID}/") for o in stage["outs"]), stage["outs"]
-    assert f"var/runs/{DATASET}/{RUN_ID}/model" in stages["train"]["outs"]
-    assert f"var/runs/{DATASET}/{RUN_ID}/validation.json" in stages["validate"]["outs"]
+    assert tuple(stages) == STAGE_NAMES
+    for stage in STAGES:
+        dvc = stages[stage.name]
+        assert (REPO_ROOT / "jobs" / f"{stage.name}_job.py").is_file(), f"jobs/{stage.name}_job.py is missing"
+        assert f"-m jobs.{stage.name}_job " in dvc["cmd"] and f"--run-id {RUN_ID}" in dvc["cmd"]
+        assert set(dvc["outs"]) == run_files(stage.writes), f"dvc.yaml: outs of {stage.name!r}"
+        assert {d for d in dvc["deps"] if d.startswith("var/")} == run_files(stage.reads), \
+            f"dvc.yaml: record deps of {stage.name!r}"
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_dvc_yaml_code_deps_are_exactly_what_the_stage_imports(name):
+    deps = dvc_stages()[name]["deps"]
+    listed = {d for d in deps if d.split("/")[0] in CODE_DIRS}
+    expected = stage_code(name)
+    paste = "\n".join(f"      - {d}" for d in sorted(expected))
+    assert listed == expected, (f"dvc.yaml: stage {name!r} lists {sorted(listed - expected)} it does not import "
+                                f"and lacks {sorted(expected - listed)}; its code deps are:\n{paste}")
+    stale = {d for d in deps if not (REPO_ROOT / d).exists() and not d.startswith("var/")}
+    assert not stale, f"dvc.yaml: stage {name!r} depends on files that do not exist: {sorted(stale)}"
 
 
 # ---- dvc repro in a copy of the project ---------------------------------------------------------------
@@ -169,22 +186,21 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
 
     # 1. Everything runs, in order, and the run's rows are published.
     ran, _, timings["first"] = _repro(root)
-    assert ran == set(STAGES)
-    for record in ["profile.json", "train.json", "sample.json", "validation.json", "gx_result.json",
-                   "metrics.json", "report/report.html", "publish.json", "model/generator.json",
-                   "model/generator.pt"]:
-        assert (run_dir / record).is_file(), record
-    assert json.loads((run_dir / "validation.json").read_text())["passed"] is True
+    assert ran == set(STAGE_NAMES)
+    for path in run_files(tuple(LAYOUT)) - run_files(("model", "train_work", "train_checkpoints")):
+        assert (root / path).is_file(), path
+    assert {p.name for p in (run_dir / LAYOUT["model"]).iterdir()} == {"generator.json", "generator.pt"}
+    assert json.loads((run_dir / LAYOUT["verdict"]).read_text())["passed"] is True
     assert _published_rows(root, "published") == 200
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == set(STAGES)
+    assert set(lock["stages"]) == set(STAGE_NAMES)
     model_out = next(o for o in lock["stages"]["train"]["outs"] if o["path"].endswith("/model"))
     assert model_out["md5"].endswith(".dir") and model_out["nfiles"] >= 2  # the model is in DVC's cache
     source = next(d for d in lock["stages"]["profile"]["deps"] if d["path"] == "data/adult/adult.data")
     assert source["md5"]  # the version of the data the run learned from
 
     metrics = json.loads(_dvc(root, "metrics", "show", "--json").stdout)
-    headline = json.loads((run_dir / "metrics.json").read_text())
+    headline = json.loads((run_dir / LAYOUT["metrics"]).read_text())
     assert f'"accuracy": {headline["accuracy"]}' in json.dumps(metrics)  # metrics.json's figures, read by DVC
     plots = _dvc(root, "plots", "show", "--json").stdout
     assert "column_shapes.csv" in plots and "dcr.csv" in plots
@@ -193,7 +209,7 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
 
     # 2. Nothing changed: nothing runs.
     ran, skipped, timings["second"] = _repro(root)
-    assert ran == set() and skipped == set(STAGES)
+    assert ran == set() and skipped == set(STAGE_NAMES)
     assert "up to date" in _dvc(root, "status").stdout
 
     # 3. A validate param changed: validate and publish run again, and the partition is replaced, not added.

@@ -7,7 +7,6 @@ what it left behind, and what re-runs, other partition counts and a failing gate
 from __future__ import annotations
 
 import json
-import shutil
 
 import deltalake
 import pandas as pd
@@ -16,6 +15,7 @@ from project_fixture import make_project
 
 from pipelines import profile, publish, sample, train, validate
 from pipelines.context import RunContext, StageError
+from pipelines.records import ProfileRecord, TrainRecord, Verdict
 from pipelines.validate import GateFailed
 
 pytestmark = pytest.mark.slow
@@ -59,33 +59,35 @@ def completed(project, spark):
 
 def test_profile_describes_the_source(completed):
     ctx, _ = completed
-    prof = json.loads((ctx.run_dir / "profile.json").read_text())
-    assert prof["rows"] + prof["holdout"]["rows"] == 32561
-    assert abs(prof["holdout"]["rows"] / 32561 - ctx.params.profile.holdout_fraction) < 0.01
-    cols = prof["columns"]
+    prof = ctx.store.read(ProfileRecord)
+    assert prof.rows + prof.holdout.rows == 32561
+    assert abs(prof.holdout.rows / 32561 - ctx.params.profile.holdout_fraction) < 0.01
+    cols = prof.columns
     assert list(cols) == ctx.dataset.metadata.names
-    assert cols["workclass"]["null_fraction"] > 0  # "?" in the source is a null
-    assert cols["age"]["null_fraction"] == 0
-    assert cols["age"]["min"] == 17 and cols["age"]["max"] == 90
-    freqs = dict((v, f) for v, f in cols["sex"]["categories"]["frequencies"])
+    assert cols["workclass"].null_fraction > 0  # "?" in the source is a null
+    assert cols["age"].null_fraction == 0
+    assert cols["age"].min == 17 and cols["age"].max == 90
+    freqs = dict(cols["sex"].categories.frequencies)
     assert set(freqs) == {"Male", "Female"} and abs(sum(freqs.values()) - 1) < 1e-9
-    assert prof["source"]["fingerprint"].startswith("sha256:")
+    assert prof.source.fingerprint.startswith("sha256:")
+    raw = json.loads(ctx.store.path("profile").read_text())  # each kind's statistics only
+    assert "categories" not in raw["columns"]["age"] and "min" not in raw["columns"]["sex"]
 
 
 def test_holdout_is_disjoint_from_training_rows_and_never_trained_on(completed, spark):
     from pipelines.source import read_real, read_source, split
 
     ctx, _ = completed
-    prof = json.loads((ctx.run_dir / "profile.json").read_text())
+    prof = ctx.store.read(ProfileRecord)
     source = read_source(spark, ctx.dataset)
     train_rows, holdout_rows = read_real(spark, ctx, "train", prof), read_real(spark, ctx, "holdout", prof)
-    assert train_rows.count() == prof["rows"] and holdout_rows.count() == prof["holdout"]["rows"]
+    assert train_rows.count() == prof.rows and holdout_rows.count() == prof.holdout.rows
     assert train_rows.intersect(holdout_rows).count() == 0
     assert source.exceptAll(train_rows.unionAll(holdout_rows)).count() == 0
     trained_on = spark.createDataFrame(train._training_table(spark, ctx, prof), source.schema)
     assert trained_on.count() > 0
-    assert split(trained_on, "holdout", prof["holdout"]["fraction"], prof["holdout"]["seed"]).count() == 0
-    other_seed = split(source, "holdout", prof["holdout"]["fraction"], prof["holdout"]["seed"] + 1)
+    assert split(trained_on, "holdout", prof.holdout.fraction, prof.holdout.seed).count() == 0
+    other_seed = split(source, "holdout", prof.holdout.fraction, prof.holdout.seed + 1)
     assert other_seed.exceptAll(holdout_rows).count() > 0  # the split depends on the seed
 
 
@@ -93,20 +95,20 @@ def test_validate_records_every_metric_and_writes_the_report(completed):
     from synthlake.evaluation import metric_names
 
     ctx, results = completed
-    verdict = json.loads((ctx.run_dir / "validation.json").read_text())
+    verdict = json.loads(ctx.store.path("verdict").read_text())
     measured = set(verdict["metrics"]) | set(verdict["skipped_metrics"])
     assert measured == set(metric_names()) - {"canary_share"}  # no canaries configured for Adult
     assert verdict["skipped_metrics"] == {}  # Adult declares quasi-identifiers and a target
     for check in verdict["checks"]:
         assert set(check) == {"check", "family", "value", "threshold", "op", "passed"}
     assert 0.5 < verdict["metrics"]["accuracy"] <= 1 and 0 <= verdict["metrics"]["dcr_share"] <= 1
-    headline = json.loads((ctx.run_dir / "metrics.json").read_text())
+    headline = json.loads(ctx.store.path("metrics").read_text())
     assert headline["passed"] is True and headline["accuracy"] == verdict["metrics"]["accuracy"]
-    report = (ctx.run_dir / "report" / "report.html").read_text()
-    assert results["validate"]["report"].endswith("report.html")
+    report = ctx.store.path("report").read_text()
+    assert results["validate"]["report"] == str(ctx.store.path("report"))
     assert "PASSED" in report and ctx.run_id in report
-    for name in ("column_shapes.csv", "dcr.csv"):
-        assert len((ctx.run_dir / "report" / name).read_text().splitlines()) > 2
+    for name in ("column_shapes", "dcr"):
+        assert len(ctx.store.path(name).read_text().splitlines()) > 2
 
 
 def test_canaries_are_searched_in_every_staged_row(completed, project, spark):
@@ -134,7 +136,7 @@ def test_train_logs_to_mlflow_and_registers_a_pyfunc(completed):
     model = mlflow.pyfunc.load_model(f"models:/{ctx.model_name}/{trained['model_version']}")
     rows = model.predict(pd.DataFrame({"rows": [25], "seed": [3]}))
     assert list(rows.columns) == ctx.dataset.metadata.names and len(rows) == 25
-    saved = sorted(p.name for p in (ctx.run_dir / "model").iterdir())
+    saved = sorted(p.name for p in ctx.store.path("model").iterdir())
     assert saved == ["generator.json", "generator.pt"]
 
 
@@ -156,14 +158,15 @@ def test_audit_row_traces_the_run(completed, spark):
     rows = audit.collect()
     assert len(rows) == 1
     row = rows[0]
-    prof = json.loads((ctx.run_dir / "profile.json").read_text())
-    assert row["profile_version"] == prof["profile_version"]
+    prof = ctx.store.read(ProfileRecord)
+    assert row["profile_version"] == prof.profile_version
+    assert row["started_at"].replace(tzinfo=None) == prof.created_at.astimezone().replace(tzinfo=None)
     assert row["model_version"] == results["train"]["model_version"]
     assert row["rows"] == ROWS and row["verdict"] == "passed"
-    verdict = json.loads((ctx.run_dir / "validation.json").read_text())
-    assert row["accuracy"] == pytest.approx(verdict["metrics"]["accuracy"])
-    assert row["dcr_share"] == pytest.approx(verdict["metrics"]["dcr_share"])
-    assert row["report"].endswith("report.html")
+    verdict = ctx.store.read(Verdict)
+    assert row["accuracy"] == pytest.approx(verdict.metrics["accuracy"])
+    assert row["dcr_share"] == pytest.approx(verdict.metrics["dcr_share"])
+    assert row["report"] == str(ctx.store.path("report"))
     assert row["epsilon"] is None and row["delta"] is None  # no privacy budget configured
 
 
@@ -189,7 +192,7 @@ def test_rerunning_a_run_id_replaces_instead_of_duplicating(completed, spark):
 
 def test_same_seed_same_rows_with_1_and_4_partitions(completed, project, spark):
     ctx, _ = completed
-    files = {p.name: p.read_bytes() for p in (ctx.run_dir / "model").iterdir()}
+    files = {p.name: p.read_bytes() for p in ctx.store.path("model").iterdir()}
     frames = []
     for partitions in (1, 4):
         c = context(project, sample={"partitions": partitions, "block_rows": 64})
@@ -207,8 +210,7 @@ def test_spark_and_arrow_writers_stage_the_same_rows(completed, project, spark):
     assert results["sample"]["writer"] == "arrow"
     by_spark = context(project, run_id="it-run-spark-writer", sample={"partitions": 2, "block_rows": 64,
                                                                        "writer": "spark"})
-    by_spark.run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ctx.run_dir / "train.json", by_spark.run_dir / "train.json")
+    by_spark.store.write(ctx.store.read(TrainRecord))
     assert sample.run(by_spark, spark)["rows"] == ROWS
     columns = [c.name for c in ctx.dataset.columns]
     frames = [c.read_partition(spark, "staging").select(*columns).toPandas() for c in (ctx, by_spark)]
@@ -225,15 +227,14 @@ def test_failed_gate_leaves_published_table_untouched(completed, project, spark)
     version_before = DeltaTable.forPath(spark, published).history(1).first()["version"]
     strict = context(project, run_id="it-run-strict",
                      validate={"min_column_shape": 0.0, "thresholds": {"column_shapes": 1.0}})
-    strict.run_dir.mkdir(parents=True, exist_ok=True)
-    for record in ("profile.json", "train.json"):  # reuse the trained model: the gate is under test
-        shutil.copy(ctx.run_dir / record, strict.run_dir / record)
+    for record in (ProfileRecord, TrainRecord):  # reuse the trained model: the gate is under test
+        strict.store.write(ctx.store.read(record))
     sample.run(strict, spark)
     with pytest.raises(GateFailed, match="column_shapes"):
         validate.run(strict, spark)
-    verdict = json.loads((strict.run_dir / "validation.json").read_text())
-    assert verdict["passed"] is False and verdict["failed_checks"] == ["column_shapes"]
-    assert "FAILED" in (strict.run_dir / "report" / "report.html").read_text()
+    verdict = strict.store.read(Verdict)
+    assert verdict.passed is False and verdict.failed_checks == ["column_shapes"]
+    assert "FAILED" in strict.store.path("report").read_text()
     with pytest.raises(GateFailed, match="column_shapes"):
         publish.run(strict, spark)
     assert DeltaTable.forPath(spark, published).history(1).first()["version"] == version_before
@@ -251,19 +252,18 @@ def test_a_private_run_records_the_budget_it_spent(completed, spark):
     params = ctx.params.model_copy(update={"validate_": ctx.params.validate_.model_copy(
         update={"dp_mostly": 0.8})})
     private = RunContext(ctx.config_path, dataset, params, ctx.env, "it-run-dp")
-    private.run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ctx.run_dir / "profile.json", private.run_dir / "profile.json")  # the same source and split
+    private.store.write(ctx.store.read(ProfileRecord))  # the same source and split
     for stage in (train, sample, validate, publish):
         stage.run(private, spark)
-    spent = json.loads((private.run_dir / "train.json").read_text())["privacy"]
+    spent = json.loads(private.store.path("train").read_text())["privacy"]
     assert 0 < spent["epsilon"] <= 2.0 and spent["delta"] <= 1e-5
     assert spent["dp_sgd"]["noise_multiplier"] > 0 and sum(spent["preprocessing"].values()) > 0
-    run = MlflowClient().get_run(json.loads((private.run_dir / "train.json").read_text())["mlflow_run_id"])
+    run = MlflowClient().get_run(private.store.read(TrainRecord).mlflow_run_id)
     assert run.data.metrics["dp.epsilon_spent"] == pytest.approx(spent["epsilon"])
     audit = spark.read.format("delta").load(private.table_path("audit")).where("run_id = 'it-run-dp'").first()
     assert audit["epsilon"] == pytest.approx(spent["epsilon"]) and audit["delta"] == pytest.approx(spent["delta"])
-    assert f"epsilon {spent['epsilon']:.3f}" in (private.run_dir / "report" / "report.html").read_text()
-    assert not (private.run_dir / "train_checkpoints").exists()  # removed once the model is saved
+    assert f"epsilon {spent['epsilon']:.3f}" in private.store.path("report").read_text()
+    assert not private.store.path("train_checkpoints").exists()  # removed once the model is saved
 
 
 def test_stage_out_of_order_names_the_missing_stage(project, spark):
@@ -274,7 +274,7 @@ def test_stage_out_of_order_names_the_missing_stage(project, spark):
 
 def test_gx_suite_catches_a_planted_bad_value(completed, spark):
     ctx, _ = completed
-    prof = json.loads((ctx.run_dir / "profile.json").read_text())
+    prof = ctx.store.read(ProfileRecord)
     staged = spark.read.format("delta").load(ctx.table_path("staging")).where(f"run_id = '{RUN}'")
     bad = staged.drop("run_id").limit(50).toPandas()
     bad.loc[0, "age"] = 500

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipelines.config import ConfigError, load_dataset, load_env, load_params
+from pipelines.context import RunContext
+from pipelines.thresholds import check_metric_names
 
 REPO = Path(__file__).resolve().parents[2]
+ADULT = REPO / "conf" / "datasets" / "adult.yaml"
 
 VALID_DATASET = {
     "name": "shop",
@@ -224,15 +229,41 @@ def test_invalid_override_is_a_config_error(tmp_path):
 
 
 # ---- gates and privacy columns -----------------------------------------------------------------------
-def test_unknown_metric_in_params_thresholds_is_named(tmp_path):
-    path = write_yaml(tmp_path / "params.yaml", {"validate": {"thresholds": {"acuracy": 0.9}}})
-    message = config_error(load_params, path)
-    assert "acuracy" in message and "validate.thresholds" in message
+def threshold_error(monkeypatch, dataset: Path, params: Path) -> str:
+    """check_metric_names' error for a context opened from these files (the repo's environment)."""
+    monkeypatch.setenv("SYNTHLAKE_HOME", str(REPO))
+    ctx = RunContext.open(str(dataset), "r1", params_path=str(params))
+    with pytest.raises(ConfigError) as info:
+        check_metric_names(ctx)
+    return str(info.value)
 
 
-def test_unknown_metric_in_dataset_thresholds_is_named(tmp_path):
-    message = config_error(load_dataset, dataset_file(tmp_path, thresholds={"dcr": 0.1}))
+def test_unknown_metric_in_params_thresholds_is_named(tmp_path, monkeypatch):
+    params = write_yaml(tmp_path / "params.yaml", {"validate": {"thresholds": {"acuracy": 0.9}}})
+    load_params(params)  # loading needs no metric registry: the validate stage and the CLI check the names
+    message = threshold_error(monkeypatch, dataset_file(tmp_path), params)
+    assert "acuracy" in message and "validate.thresholds" in message and str(params) in message
+
+
+def test_unknown_metric_in_dataset_thresholds_is_named(tmp_path, monkeypatch):
+    dataset = dataset_file(tmp_path, thresholds={"dcr": 0.1})
+    message = threshold_error(monkeypatch, dataset, write_yaml(tmp_path / "params.yaml", {}))
     assert "dcr" in message and "dcr_share" in message  # the known names are listed
+    assert str(dataset) in message
+
+
+def test_known_metric_names_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHLAKE_HOME", str(REPO))
+    check_metric_names(RunContext.open(str(dataset_file(tmp_path, thresholds={"dcr_share": 0.1})), "r1"))
+
+
+def test_config_does_not_import_the_metric_registry():
+    """A metric's edit must not invalidate the stages before validate in DVC (dvc.yaml's deps follow imports)."""
+    code = ("import sys; from pipelines import config, context\n"
+            f"config.load_params({str(REPO / 'params.yaml')!r}); config.load_dataset({str(ADULT)!r})\n"
+            "print('synthlake.evaluation' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("key, value", [("quasi_identifiers", ["age", "zip"]), ("sensitive", "zip"),

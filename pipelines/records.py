@@ -1,0 +1,197 @@
+"""A run's folder and the records its stages leave there, typed.
+
+`ctx.store` (a RunStore) names every file and folder of a run. A stage reads what the stages before it
+recorded with `store.read(ProfileRecord)` and writes its own with `store.write(record)`, atomically. The
+models keep the JSON shape the stages have always written, so existing files load as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import ConfigDict, field_validator
+
+from pipelines.config import Source, Strict
+from pipelines.context import StageError
+from pipelines.stages import writer
+from synthlake.metadata import ColumnKind
+
+# Every file and folder of a run, relative to its folder; pipelines.stages names them by these keys.
+LAYOUT = {
+    "profile": "profile.json",
+    "train": "train.json",
+    "model": "model",  # the trained generator (a folder); the MLflow registry holds a copy
+    "train_work": "train_work",  # encoded rows the training processes share; removed after training
+    "train_checkpoints": "train_checkpoints",  # survive a killed attempt so that a retry resumes
+    "sample": "sample.json",
+    "gx_result": "gx_result.json",  # Great Expectations' own result document
+    "verdict": "validation.json",
+    "metrics": "metrics.json",  # the headline figures (`dvc metrics`)
+    "report": "report/report.html",
+    "column_shapes": "report/column_shapes.csv",  # plot data (`dvc plots`)
+    "dcr": "report/dcr.csv",
+    "publish": "publish.json",
+}
+
+
+class Record(Strict):
+    name: ClassVar[str]  # its key in LAYOUT
+
+
+# ---- profile ----------------------------------------------------------------------------------------
+class Categories(Strict):
+    truncated: bool  # more values than the profile keeps: no category set can be enforced
+    frequencies: list[tuple[str | None, float]]  # the most frequent values (None: null) and their shares
+
+
+class ColumnProfile(Strict):
+    """Unset fields stay out of the file: min to quantiles exist for numeric and datetime columns only,
+    categories for categorical ones, pii_suspected when the values look like PII."""
+
+    kind: ColumnKind
+    type: Literal["bigint", "double", "timestamp", "string"]
+    null_fraction: float
+    distinct_approx: int
+    min: int | float | str | None = None
+    max: int | float | str | None = None
+    mean: float | None = None
+    std: float | None = None
+    quantiles: dict[str, float] | None = None
+    categories: Categories | None = None
+    pii_suspected: str | None = None
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _datetime_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, datetime) else value  # as the files have always held it
+
+
+class ProfiledSource(Source):
+    fingerprint: str
+
+
+class Holdout(Strict):
+    fraction: float
+    seed: int
+    rows: int
+
+
+class ProfileRecord(Record):
+    name = "profile"
+    profile_version: str  # a hash of everything below but run_id and created_at
+    run_id: str
+    created_at: datetime
+    dataset: str
+    source: ProfiledSource
+    rows: int  # training rows (the holdout excluded)
+    columns: dict[str, ColumnProfile]
+    holdout: Holdout
+
+
+# ---- train ------------------------------------------------------------------------------------------
+class PrivacySpent(Strict):
+    model_config = ConfigDict(extra="allow")  # the generator's accounting details (dp_sgd, preprocessing)
+    epsilon: float
+    delta: float
+
+
+class TrainRecord(Record):
+    name = "train"
+    mlflow_run_id: str
+    model_name: str
+    model_version: str
+    model_uri: str
+    training_rows: int
+    epochs: int
+    final_losses: dict[str, int | float | None] | None  # the last epoch's figures; None: no epoch ran
+    privacy: PrivacySpent | None  # spent by a run with a privacy budget
+
+
+# ---- sample -----------------------------------------------------------------------------------------
+class SampleRecord(Record):
+    name = "sample"
+    staging_table: str
+    rows: int  # rows staged: publish checks that the staging table still holds them
+    partitions: int
+    seed: int
+    model_version: str
+    writer: Literal["arrow", "spark"]
+
+
+# ---- validate ---------------------------------------------------------------------------------------
+class Check(Strict):
+    check: str  # e.g. "accuracy", "column_shape:age", "gx:expect_column_to_exist:age"
+    family: str
+    value: Any  # a metric's value, or whatever an expectation observed
+    threshold: float | None
+    op: str | None
+    passed: bool | None  # None: measured and reported, not a gate
+
+
+class Verdict(Record):
+    name = "verdict"
+    run_id: str
+    passed: bool
+    failed_checks: list[str]
+    checks: list[Check]
+    skipped_metrics: dict[str, str]  # metric -> what the dataset config lacks for it
+    gx_success: bool
+    metrics: dict[str, float | None]
+    rows: dict[str, int]  # rows per side the metrics ran on: real, holdout, synthetic
+    validated_at: datetime
+
+
+# ---- publish ----------------------------------------------------------------------------------------
+class PublishRecord(Record):
+    name = "publish"
+    published_table: str
+    rows: int
+    model_version: str
+    alias: str
+    audit_table: str
+
+
+# ---- the store --------------------------------------------------------------------------------------
+R = TypeVar("R", bound=Record)
+
+
+class RunStore:
+    """Where each file of one run lives, and its records read and written."""
+
+    def __init__(self, run_dir: Path, run_id: str) -> None:
+        self.run_dir = run_dir
+        self.run_id = run_id
+
+    def path(self, name: str) -> Path:
+        return self.run_dir / LAYOUT[name]
+
+    def read(self, record: type[R]) -> R:
+        path = self.path(record.name)
+        if not path.is_file():
+            raise StageError(f"{path} is missing: run the {writer(record.name)} stage for run id "
+                             f"{self.run_id!r} first")
+        return record.model_validate_json(path.read_text())
+
+    def write(self, record: Record) -> Path:
+        # exclude_unset: a column profile's kind-specific fields stay out where they do not apply;
+        # fallback=str: values JSON lacks (numpy integers an expectation observed) as text, as ever
+        return self.write_text(record.name, record.model_dump_json(indent=2, exclude_unset=True, fallback=str))
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """A document of someone else's shape: GX's result, the headline metrics."""
+        return self.write_text(name, json.dumps(data, indent=2, default=str))
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Atomically (temp file, then rename), so a killed stage leaves no half-written file."""
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        return path
