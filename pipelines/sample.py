@@ -23,9 +23,9 @@ def run(ctx: RunContext, spark) -> dict:
     from pipelines import tracking
 
     trained = ctx.store.read(TrainRecord)
-    generator = tracking.load_generator(ctx, trained.model_name, trained.model_version)
+    sampler = tracking.load_sampler(ctx, trained.model_name, trained.model_version)
     with tempfile.TemporaryDirectory() as tmp:  # executors get the sampler's files as bytes
-        generator.save_sampler(tmp)
+        sampler.save(tmp)
         model_files = {p.name: p.read_bytes() for p in Path(tmp).iterdir()}
     path = ctx.table_path("staging")
     write_staging(spark, ctx, model_files, path)
@@ -100,7 +100,7 @@ def make_block_sampler(model_files: dict[str, bytes], rows: int, block_rows: int
             for name, data in model_files.items():
                 (Path(tmp) / name).write_bytes(data)
             model = load_sampler(tmp)
-        if "torch" in sys.modules:  # a generator without a light sampler: Spark runs one task per core already
+        if "torch" in sys.modules:  # a sampler that needs torch: Spark runs one task per core already
             sys.modules["torch"].set_num_threads(1)
         for batch in batches:
             for block in batch.column("id").to_pylist():

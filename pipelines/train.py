@@ -74,7 +74,7 @@ def _privacy_spent(model_dir: Path) -> dict | None:
     """The trained model's privacy accounting (None without DP): rank 0 trained it in another process."""
     from synthlake.generators import Generator
 
-    return getattr(Generator.load(model_dir), "privacy_report", None)
+    return Generator.load(model_dir).privacy_report
 
 
 def build_model(ctx: RunContext):
@@ -83,7 +83,7 @@ def build_model(ctx: RunContext):
     from synthlake.generators import get_generator
 
     name, privacy = ctx.dataset.generator, ctx.dataset.privacy
-    hyper = {**ctx.params.train.hyper.get(name, {}), **ctx.dataset.hyper}
+    hyper = hyper_settings(ctx)
     try:
         if privacy is None:
             return get_generator(name)(ctx.dataset.metadata, **hyper)
@@ -91,6 +91,23 @@ def build_model(ctx: RunContext):
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"{ctx.config_path} generator {name!r} (its `hyper`, params.yaml train.hyper.{name} "
                           f"or `privacy`): {exc}") from exc
+
+
+def hyper_settings(ctx: RunContext) -> dict:
+    """params.yaml's train.hyper.<generator>, the dataset config's `hyper` on top."""
+    return {**ctx.params.train.hyper.get(ctx.dataset.generator, {}), **ctx.dataset.hyper}
+
+
+def check_hyper(ctx: RunContext) -> None:
+    """The generator's name and hyper-parameters, checked against its declared model (no torch): a typo is a
+    config error before any Spark starts."""
+    from synthlake.generators import check_hyper as check
+
+    try:
+        check(ctx.dataset.generator, hyper_settings(ctx))
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"{ctx.config_path} generator {ctx.dataset.generator!r} (its `hyper` or params.yaml "
+                          f"train.hyper.{ctx.dataset.generator}): {exc}") from exc
 
 
 def _training_table(spark, ctx: RunContext, profile: ProfileRecord):
@@ -132,6 +149,8 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
     import torch
     import torch.distributed as dist
 
+    from synthlake.generators import TrainOptions
+
     dist.init_process_group("nccl" if use_gpu else "gloo")
     rank = dist.get_rank()
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_gpu else "cpu"
@@ -143,12 +162,13 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
         figures = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
         print(f"[synthlake] train: epoch {record['epoch'] + 1}/{model.hyper['epochs']} {figures}", flush=True)
 
-    resume = {} if checkpoints is None else {"checkpoint_dir": checkpoints}
-    history = model.train(np.asarray(encoded), seed=seed, device=device, on_epoch=progress, **resume)
-    if rank == 0:
+    options = TrainOptions(seed=seed, device=device, on_epoch=progress, checkpoint_dir=checkpoints)
+    history = model.train(np.asarray(encoded), options)
+    if rank == 0:  # the whole model (to resume or inspect) and its Sampler (what sampling and serving load)
         tmp = Path(model_dir + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save(tmp)
+        model.freeze().save(tmp)
         shutil.rmtree(model_dir, ignore_errors=True)
         tmp.rename(model_dir)
     dist.barrier()
