@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from pipelines.context import RunContext, StageError
 from pipelines.records import ProfileRecord
-from pipelines.source import read_source, source_fingerprint, spark_type, split
+from pipelines.source import read_source, source_fingerprint, split
+from synthlake.column_types import is_continuous, storage_type
 from synthlake.inference import detect_pii
 from synthlake.metadata import ColumnKind
 
@@ -55,7 +56,7 @@ def _statistics(df, ctx: RunContext) -> dict:
         col = F.col(f"`{c.name}`")
         aggs += [F.sum(col.isNull().cast("int")).alias(f"{i}_nulls"),
                  F.approx_count_distinct(col).alias(f"{i}_distinct")]
-        if c.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
+        if is_continuous(c):
             num = col.cast("double") if c.kind == ColumnKind.NUMERIC else F.unix_seconds(col).cast("double")
             aggs += [F.min(col).alias(f"{i}_min"), F.max(col).alias(f"{i}_max"),
                      F.mean(num).alias(f"{i}_mean"), F.stddev(num).alias(f"{i}_std"),
@@ -67,9 +68,9 @@ def _statistics(df, ctx: RunContext) -> dict:
     sample = df.limit(PII_SCAN_ROWS).toPandas()
     columns = {}
     for i, c in enumerate(specs):
-        info = {"kind": c.kind.value, "type": spark_type(c), "null_fraction": stats[f"{i}_nulls"] / rows,
+        info = {"kind": c.kind.value, "type": storage_type(c), "null_fraction": stats[f"{i}_nulls"] / rows,
                 "distinct_approx": stats[f"{i}_distinct"]}
-        if c.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
+        if is_continuous(c):
             info.update(min=stats[f"{i}_min"], max=stats[f"{i}_max"], mean=stats[f"{i}_mean"],
                         std=stats[f"{i}_std"],
                         quantiles=dict(zip(map(str, QUANTILES), stats[f"{i}_quantiles"] or [], strict=False)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from pipelines import delta_files
 from pipelines.context import RunContext
 from pipelines.records import SampleRecord, TrainRecord
-from pipelines.source import spark_type
+from pipelines.source import spark_schema
 from synthlake.seeding import block_count
 
 
@@ -41,10 +41,8 @@ def output_schema(ctx: RunContext):
     """The staging table's Spark schema: the configured columns with their types, then run_id."""
     from pyspark.sql import types as T
 
-    types = {"bigint": T.LongType(), "double": T.DoubleType(), "timestamp": T.TimestampType(),
-             "string": T.StringType()}
-    fields = [T.StructField(c.name, types[spark_type(c)]) for c in ctx.dataset.columns]
-    return T.StructType(fields + [T.StructField("run_id", T.StringType(), nullable=False)])
+    schema = spark_schema(ctx.dataset.columns)
+    return schema.add(T.StructField("run_id", T.StringType(), nullable=False))
 
 
 def synthetic_frame(spark, ctx: RunContext, model_files: dict[str, bytes]):

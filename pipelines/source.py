@@ -8,18 +8,20 @@ from typing import TYPE_CHECKING
 
 from pipelines.config import DatasetConfig, resolve
 from pipelines.context import StageError
-from synthlake.metadata import ColumnKind, ColumnSpec
+from synthlake.column_types import storage_type
+from synthlake.metadata import ColumnSpec
 
 if TYPE_CHECKING:
     from pipelines.records import ProfileRecord
 
 
-def spark_type(spec: ColumnSpec) -> str:
-    if spec.kind == ColumnKind.NUMERIC:
-        return "bigint" if spec.integer else "double"
-    if spec.kind == ColumnKind.DATETIME:
-        return "timestamp"
-    return "string"
+def spark_schema(columns: list[ColumnSpec]):
+    """The Spark schema of a table with these columns, each typed by synthlake.column_types.storage_type."""
+    from pyspark.sql import types as T
+
+    types = {"bigint": T.LongType(), "double": T.DoubleType(), "timestamp": T.TimestampType(),
+             "string": T.StringType()}
+    return T.StructType([T.StructField(c.name, types[storage_type(c)]) for c in columns])
 
 
 def read_source(spark, dataset: DatasetConfig):
@@ -47,7 +49,7 @@ def read_source(spark, dataset: DatasetConfig):
     if missing:
         raise StageError(f"dataset '{dataset.name}': source {path} lacks configured columns {missing}; "
                          f"it has {df.columns}")
-    typed = df.select([F.col(f"`{c.name}`").try_cast(spark_type(c)).alias(c.name) for c in dataset.columns])
+    typed = df.select([F.col(f"`{c.name}`").try_cast(storage_type(c)).alias(c.name) for c in dataset.columns])
     _check_casts(df, typed, dataset)
     return typed
 
@@ -55,21 +57,21 @@ def read_source(spark, dataset: DatasetConfig):
 def _check_casts(raw, typed, dataset: DatasetConfig) -> None:
     from pyspark.sql import functions as F
 
-    casted = [c for c in dataset.columns if spark_type(c) != "string"]
+    casted = [c for c in dataset.columns if storage_type(c) != "string"]
     if not casted:
         return
     failed = [F.sum((F.col(f"raw_{i}").isNotNull() & F.col(f"typed_{i}").isNull()).cast("int")).alias(str(i))
               for i, _ in enumerate(casted)]
     pairs = raw.select(
         *[F.col(f"`{c.name}`").alias(f"raw_{i}") for i, c in enumerate(casted)],
-        *[F.col(f"`{c.name}`").try_cast(spark_type(c)).alias(f"typed_{i}") for i, c in enumerate(casted)],
+        *[F.col(f"`{c.name}`").try_cast(storage_type(c)).alias(f"typed_{i}") for i, c in enumerate(casted)],
     )
     counts = pairs.agg(*failed).first()
     for i, spec in enumerate(casted):
         if counts[str(i)]:
             bad = pairs.where(F.col(f"raw_{i}").isNotNull() & F.col(f"typed_{i}").isNull()).first()[f"raw_{i}"]
             raise StageError(f"dataset '{dataset.name}': column '{spec.name}' is configured as "
-                             f"{spec.kind.value} ({spark_type(spec)}) but {counts[str(i)]} values do not "
+                             f"{spec.kind.value} ({storage_type(spec)}) but {counts[str(i)]} values do not "
                              f"convert, e.g. {bad!r}")
 
 

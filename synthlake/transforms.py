@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
+from synthlake.column_types import category_strings, most_frequent_first, to_float
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 # A span of the encoded vector and the activation that produces it: "tanh" or "softmax".
@@ -42,7 +43,7 @@ class ContinuousEncoder:
     @classmethod
     def fit(cls, spec: ColumnSpec, values: pd.Series, max_modes: int, seed: int) -> ContinuousEncoder:
         is_dt = spec.kind == ColumnKind.DATETIME
-        x = _to_float(values, is_dt)
+        x = to_float(values, datetime=is_dt)
         present = x[~np.isnan(x)]
         if present.size == 0:
             raise ValueError(f"column '{spec.name}': no non-null values to learn from")
@@ -62,7 +63,7 @@ class ContinuousEncoder:
         return spans + [(2, "softmax")] if self.null_rate > 0 else spans
 
     def transform(self, values: pd.Series, rng: np.random.Generator) -> np.ndarray:
-        x = _to_float(values, self.is_datetime)
+        x = to_float(values, datetime=self.is_datetime)
         missing = np.isnan(x)
         x = np.where(missing, self.means[int(np.argmax(self.weights))], x)
         mu, sd, w = (np.asarray(a)[None, :] for a in (self.means, self.stds, self.weights))
@@ -97,8 +98,9 @@ class CategoricalEncoder:
 
     @classmethod
     def fit(cls, spec: ColumnSpec, values: pd.Series) -> CategoricalEncoder:
-        counts = _as_category_strings(values).value_counts(sort=True)
-        return cls(spec.name, [str(c) for c in counts.index], (counts / counts.sum()).tolist())
+        counts = most_frequent_first(category_strings(values, _NULL_TOKEN).value_counts().items())
+        total = sum(c for _, c in counts)
+        return cls(spec.name, [str(v) for v, _ in counts], [c / total for _, c in counts])
 
     @property
     def spans(self) -> list[Span]:
@@ -106,9 +108,9 @@ class CategoricalEncoder:
 
     def transform(self, values: pd.Series, rng: np.random.Generator) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.categories)}
-        codes = _as_category_strings(values).map(index)
+        codes = category_strings(values, _NULL_TOKEN).map(index)
         if codes.isna().any():
-            unseen = sorted(_as_category_strings(values)[codes.isna()].unique())[:5]
+            unseen = sorted(category_strings(values, _NULL_TOKEN)[codes.isna()].unique())[:5]
             raise ValueError(f"column '{self.name}': categories not seen when fitting: {unseen}")
         return np.eye(len(self.categories))[codes.to_numpy(dtype=int)]
 
@@ -194,20 +196,9 @@ def _fit_modes(x: np.ndarray, max_modes: int, seed: int) -> tuple[list[float], l
     return bgm.means_.reshape(-1)[keep].tolist(), np.maximum(stds, 1e-6).tolist(), weights.tolist()
 
 
-def _to_float(values: pd.Series, is_datetime: bool) -> np.ndarray:
-    if is_datetime:
-        ts = pd.to_datetime(values, errors="raise", utc=True)
-        return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
-    return pd.to_numeric(values, errors="raise").to_numpy(dtype=float, na_value=np.nan)
-
-
 def _from_float(x: np.ndarray, name: str, is_datetime: bool, integer: bool) -> pd.Series:
     if is_datetime:
         return pd.Series(pd.to_datetime(x, unit="s", utc=True), name=name)
     if integer:
         return pd.Series(pd.array(np.where(np.isnan(x), None, x), dtype="Int64"), name=name)
     return pd.Series(x, name=name)
-
-
-def _as_category_strings(values: pd.Series) -> pd.Series:
-    return values.astype(object).where(values.notna(), _NULL_TOKEN).astype(str)

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from synthlake import dp
+from synthlake.column_types import category_strings, most_frequent_first, to_float
 from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec
 
 
@@ -30,7 +31,7 @@ class CategoricalColumn:
     def fit(cls, spec: ColumnSpec, values: pd.Series, min_count: int, max_categories: int) -> CategoricalColumn:
         labels = category_strings(values)
         counts = labels.dropna().value_counts()
-        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties by value: independent of row order
+        order = most_frequent_first(counts.items())
         kept = [v for v, c in order if c >= min_count][:max_categories]
         return cls(spec.name, kept, len(order) > len(kept), bool(labels.isna().any()))
 
@@ -108,7 +109,7 @@ class NumericColumn:
     def fit(cls, spec: ColumnSpec, series: pd.Series, max_bins: int, n_knots: int) -> NumericColumn:
         is_dt = spec.kind == ColumnKind.DATETIME
         tz = _time_zone(series) if is_dt else None
-        x = _numbers(series, is_dt)
+        x = to_float(series, datetime=is_dt)
         null = bool(np.isnan(x).any())
         x = np.sort(x[~np.isnan(x)])
         column = cls(spec.name, integer=spec.integer, datetime=is_dt, tz=tz, null=null)
@@ -136,7 +137,7 @@ class NumericColumn:
         resolution is not released). Returns the noisy row count too."""
         is_dt = spec.kind == ColumnKind.DATETIME
         tz = _time_zone(series) if is_dt else None
-        x = _numbers(series, is_dt)
+        x = to_float(series, datetime=is_dt)
         found = dp.dp_numeric(x, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
         column = cls(
             spec.name,
@@ -164,7 +165,7 @@ class NumericColumn:
         return self.bins + self.null
 
     def encode(self, series: pd.Series) -> np.ndarray:
-        x = _numbers(series, self.datetime)
+        x = to_float(series, datetime=self.datetime)
         missing = np.isnan(x)
         if self.values is not None:
             tokens = np.minimum(np.searchsorted(self.values, x), max(self.bins - 1, 0))
@@ -237,25 +238,9 @@ def column_from_json(data: dict[str, Any]) -> Column:
     return CategoricalColumn(**data) if kind == "categorical" else NumericColumn(**data)
 
 
-def category_strings(values: pd.Series) -> pd.Series:
-    """Categories as strings (as the CTGAN encoding keeps them), nulls as NaN."""
-    values = values.astype(object)
-    return values.astype(str).where(values.notna(), None)
-
-
-def _numbers(series: pd.Series, datetime: bool) -> np.ndarray:
-    """Floats (seconds since the epoch for datetimes), NaN for nulls."""
-    return to_seconds(series) if datetime else pd.to_numeric(series, errors="raise").to_numpy(float, na_value=np.nan)
-
-
 def _time_zone(series: pd.Series) -> str | None:
     dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
     return str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
-
-
-def to_seconds(values: pd.Series) -> np.ndarray:
-    ts = pd.to_datetime(values, errors="raise", utc=True)
-    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
 
 
 def join_split(sub: np.ndarray, columns: list[Column], splits: list[int]) -> list[np.ndarray]:
