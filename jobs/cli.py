@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+import textwrap
 from datetime import UTC, datetime
 
 from jobs.common import add_run_arguments, guarded, open_context, quiet_services, run_stage
@@ -116,6 +117,7 @@ def _run_all(args) -> None:
 
 def _print_summary(ctx, results: dict) -> None:
     from pipelines.records import Verdict
+    from synthlake.evaluation import HEADLINE
 
     store = ctx.store
     lines = [f"\nsynthlake run {ctx.run_id} ({ctx.dataset.name})"]
@@ -131,9 +133,9 @@ def _print_summary(ctx, results: dict) -> None:
         if v.failed_checks:
             lines.append(f"  failed checks:     {', '.join(v.failed_checks)}")
         m = v.metrics
-        figures = [f"{k} {m[k]:.3f}" for k in ("accuracy", "column_shapes", "tstr", "trtr", "dcr_share")
-                   if m.get(k) is not None]
-        lines.append(f"  metrics:           {', '.join(figures)} ({v.rows['synthetic']} synthetic rows)")
+        figures = ", ".join(f"{k} {m[k]:.3f}" for k in HEADLINE if m.get(k) is not None)
+        lines.append(textwrap.fill(f"metrics:           {figures} ({v.rows['synthetic']} synthetic rows)",
+                                   width=118, initial_indent="  ", subsequent_indent=" " * 21))
         lines.append(f"  report:            {store.path('report')}")
     if "publish" in results:
         p = results["publish"]

@@ -14,15 +14,12 @@ from pipelines.context import RunContext, StageError
 from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict
 from pipelines.source import bounded, read_real
 from pipelines.thresholds import check_metric_names
-from synthlake.evaluation import METRICS, Direction, get_metric
-from synthlake.evaluation.fidelity import column_shapes
-from synthlake.evaluation.privacy import dcr
+from synthlake.evaluation import HEADLINE, METRICS, Direction, MetricResult, SharedWork, get_metric
+from synthlake.evaluation.privacy import CanaryShare
 from synthlake.metadata import RARE_CATEGORY, ColumnKind
 
 _GX_TYPES = {"bigint": "LongType", "double": "DoubleType", "timestamp": "TimestampType", "string": "StringType"}
-SPARK_METRICS = {"canary_share"}  # computed on the full staging table, not on samples
-HEADLINE = ["accuracy", "column_shapes", "column_pair_trends", "detection_auc", "tstr", "trtr", "utility_gap",
-            "exact_match_share", "dcr_share", "mia_auc"]
+SPARK_METRICS = {"canary_share"}  # counted on the full staging table, not on samples (_canary_checks)
 
 
 class GateFailed(StageError):
@@ -44,9 +41,9 @@ def run(ctx: RunContext, spark) -> dict:
     store.write_json("gx_result", gx_result)
     checks = _expectation_checks(gx_result)
     frames = _samples(spark, ctx, profile, staged)
-    checks += _shape_checks(ctx, frames)
-    metric_checks, skipped = _metric_checks(ctx, frames)
-    checks += metric_checks + _canary_checks(ctx, staged)
+    results, skipped = _evaluate(ctx, frames)
+    metric_checks = _metric_checks(ctx, results)
+    checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
     failed = [c["check"] for c in checks if c["passed"] is False]
     verdict = {"run_id": ctx.run_id, "passed": not failed, "failed_checks": failed, "checks": checks,
                "skipped_metrics": skipped, "gx_success": gx_result["success"],
@@ -54,7 +51,7 @@ def run(ctx: RunContext, spark) -> dict:
                "rows": {k: len(v) for k, v in frames.items()}, "validated_at": datetime.now(UTC).isoformat()}
     path = store.write(Verdict.model_validate(verdict))
     store.write_json("metrics", headline(verdict))
-    report = _write_report(ctx, profile, verdict, frames)
+    report = _write_report(ctx, profile, verdict, frames, results)
     _log_to_mlflow(ctx, verdict, report)
     print(f"[synthlake] validate: report {report}", flush=True)
     if failed:
@@ -88,9 +85,9 @@ def _expectation_checks(gx_result: dict) -> list[dict]:
             for r in _gx_summary(gx_result)]
 
 
-def _shape_checks(ctx: RunContext, frames: dict) -> list[dict]:
+def _shape_checks(ctx: RunContext, results: dict[str, MetricResult]) -> list[dict]:
     floor = ctx.params.validate_.min_column_shape
-    shapes = column_shapes(frames["real"], frames["synthetic"], ctx.dataset.metadata)
+    shapes = results["column_shapes"].details["shapes"]
     return [_check(f"column_shape:{s.column}", "column_shape", s.score, floor, ">=", s.score >= floor)
             for s in shapes]
 
@@ -108,12 +105,13 @@ def _op(metric) -> str:
     return f"|x-{metric.target:g}|<="
 
 
-def _metric_checks(ctx: RunContext, frames: dict) -> tuple[list[dict], dict[str, str]]:
-    """Every registered metric the dataset's context allows; the others are listed with what they lack."""
-    d, limits = ctx.dataset, thresholds(ctx)
+def _evaluate(ctx: RunContext, frames: dict) -> tuple[dict[str, MetricResult], dict[str, str]]:
+    """Every registered metric the dataset's context allows, sharing their common work; the others are listed
+    with what they lack."""
+    d = ctx.dataset
     context = {"holdout": frames["holdout"], "quasi_identifiers": d.quasi_identifiers or None,
                "sensitive": d.sensitive_column, "canaries": None}
-    checks, skipped = [], {}
+    shared, results, skipped = SharedWork(), {}, {}
     for name, cls in METRICS.items():
         if name in SPARK_METRICS:
             continue
@@ -123,27 +121,40 @@ def _metric_checks(ctx: RunContext, frames: dict) -> tuple[list[dict], dict[str,
             continue
         print(f"[synthlake] validate: {name}", flush=True)
         metric = get_metric(name, max_rows=None, seed=ctx.params.seed)  # frames are bounded already
-        value = metric.compute(frames["real"], frames["synthetic"], d.metadata, **context)
-        threshold = limits.get(name)
+        results[name] = metric.evaluate(frames["real"], frames["synthetic"], d.metadata, shared=shared, **context)
+    return results, skipped
+
+
+def _metric_checks(ctx: RunContext, results: dict[str, MetricResult]) -> list[dict]:
+    limits, checks = thresholds(ctx), []
+    for name, result in results.items():
+        metric, value, threshold = METRICS[name], result.value, limits.get(name)
         passed = None if threshold is None else metric.passes(value, threshold)
-        checks.append(_check(name, cls.family, None if math.isnan(value) else value, threshold, _op(cls), passed))
-    return checks, skipped
+        checks.append(_check(name, metric.family, None if math.isnan(value) else value, threshold, _op(metric),
+                             passed))
+    return checks
 
 
 def _canary_checks(ctx: RunContext, staged) -> list[dict]:
-    """Planted values (dataset config `canaries`) searched in every staged row, not a sample."""
+    """Planted values (dataset config `canaries`) searched in every staged row, not a sample: Spark counts,
+    CanaryShare says what a canary is and what the share is."""
+    if not ctx.dataset.canaries:
+        return []
+    planted = CanaryShare.planted(ctx.dataset.canaries, ctx.dataset.metadata)
+    found = sum(_held(staged, column, values) for column, values in planted.items())
+    share = CanaryShare.share(found, sum(len(values) for values in planted.values()))
+    threshold = thresholds(ctx).get("canary_share", 0.0)
+    passed = None if threshold is None else CanaryShare.passes(share, threshold)
+    return [_check(CanaryShare.name, CanaryShare.family, share, threshold, _op(CanaryShare), passed)]
+
+
+def _held(staged, column: str, values: np.ndarray) -> int:
+    """How many of the values some staged row holds in `column`, compared as floats or as strings (as
+    CanaryShare.planted gave them)."""
     from pyspark.sql import functions as F
 
-    canaries = ctx.dataset.canaries
-    if not canaries:
-        return []
-    planted = sum(len(set(v)) for v in canaries.values())
-    found = sum(staged.where(F.col(f"`{c}`").cast("string").isin(list(set(v)))).select(f"`{c}`").distinct().count()
-                for c, v in canaries.items())
-    threshold = thresholds(ctx).get("canary_share", 0.0)
-    share = found / planted
-    passed = None if threshold is None else share <= threshold
-    return [_check("canary_share", "privacy", share, threshold, "<=", passed)]
+    held = F.col(f"`{column}`").cast("double" if values.dtype.kind == "f" else "string")
+    return staged.where(held.isin(values.tolist())).select(held).distinct().count()
 
 
 def build_suite(profile: ProfileRecord, mostly: float = 1.0):
@@ -191,12 +202,12 @@ def _gx_summary(result: dict) -> list[dict]:
     return out
 
 
-def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames: dict):
+def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames: dict,
+                  results: dict[str, MetricResult]):
     from synthlake.report import render_report
 
     store = ctx.store
     meta = ctx.dataset.metadata
-    to_train, to_holdout = dcr(frames["real"], frames["synthetic"], frames["holdout"], meta, ctx.params.seed)
     trained = store.read(TrainRecord)
     facts = {"generator": ctx.dataset.generator, "model": f"{trained.model_name} v{trained.model_version}",
              "synthetic rows": ctx.params.rows, "training rows": profile.rows,
@@ -205,9 +216,9 @@ def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames
              "differential privacy": _privacy_fact(trained.privacy)}
     html = render_report(dataset=ctx.dataset.name, run_id=ctx.run_id, passed=verdict["passed"],
                          checks=verdict["checks"], real=frames["real"], synthetic=frames["synthetic"],
-                         metadata=meta, dcr={"train": to_train, "holdout": to_holdout}, facts=facts)
+                         metadata=meta, results=results, facts=facts)
     path = store.write_text("report", html)
-    _write_plot_data(store, verdict, to_train, to_holdout)
+    _write_plot_data(store, verdict, results["dcr_share"])
     return path
 
 
@@ -217,8 +228,9 @@ def _privacy_fact(privacy: PrivacySpent | None) -> str:
     return f"epsilon {privacy.epsilon:.3f}, delta {privacy.delta:.1e} spent (preprocessing and DP-SGD)"
 
 
-def _write_plot_data(store: RunStore, verdict: dict, to_train: np.ndarray, to_holdout: np.ndarray) -> None:
-    """CSV files for `dvc plots`: per-column shape scores and the DCR histogram."""
+def _write_plot_data(store: RunStore, verdict: dict, dcr: MetricResult) -> None:
+    """CSV files for `dvc plots`: per-column shape scores and the DCR histogram (dcr_share's distances)."""
+    to_train, to_holdout = dcr.details["to_train"], dcr.details["to_holdout"]
     with store.path("column_shapes").open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["column", "score"])

@@ -1,14 +1,16 @@
 """A self-contained HTML validation report for one synthetic-data run.
 
+    results = evaluate_results(real_sample, synthetic_sample, metadata, holdout=holdout_sample)
     html = render_report(dataset="adult", run_id="r42", passed=True, checks=checks, real=real_sample,
-                         synthetic=synthetic_sample, metadata=metadata, dcr={"train": d_train, "holdout": d_hold})
+                         synthetic=synthetic_sample, metadata=metadata, results=results)
 
 The page needs no network to open: inline CSS, no JavaScript, images as base64 PNG. It reads, in order: the
 verdict, the run's facts, the headline fidelity/utility/privacy checks, per-column shapes, the Great
 Expectations results (collapsed), one real-vs-synthetic distribution plot per learned column, the association
-matrices (real, synthetic, their difference) and the distance-to-closest-record histogram. Identifier and PII
-columns are generated, never learned, so they are not plotted. All text that comes from the data (column names,
-category values, check names) is HTML-escaped.
+matrices (real, synthetic, their difference) and the distance-to-closest-record histogram. The matrices and the
+distances are details of the metric results (column_pair_trends, dcr_share): the report draws, it does not
+measure. Identifier and PII columns are generated, never learned, so they are not plotted. All text that comes
+from the data (column names, category values, check names) is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import html
 import io
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
+from synthlake.evaluation import METRICS, MetricResult
 from synthlake.evaluation.base import MISSING, bounded, is_continuous, to_float, to_labels
-from synthlake.evaluation.fidelity import pearson
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 HEADLINE_FAMILIES = ("fidelity", "utility", "privacy")
@@ -36,27 +38,6 @@ TOP_CATEGORIES = 15
 HIST_BINS = 30
 REAL_COLOR, SYNTHETIC_COLOR = "#3b6fb6", "#e07b39"
 DPI = 100
-
-# One line on what a known metric means, for readers who do not know the names (matched on the last ':' part).
-MEANINGS = {
-    "column_shapes": "mean per-column similarity (KS / TV complement), 1 = identical",
-    "column_pair_trends": "mean similarity of column-pair correlations / contingency tables, 1 = identical",
-    "accuracy": "1 - TVD of discretised columns and pairs, 1 = identical",
-    "accuracy_univariate": "1 - TVD of each discretised column",
-    "accuracy_bivariate": "1 - TVD of each discretised column pair",
-    "detection_auc": "AUC of a classifier telling real from synthetic rows, 0.5 = indistinguishable",
-    "tstr": "a model trained on synthetic rows, tested on the real holdout (AUC, or R^2), higher is better",
-    "trtr": "the same model trained on real training rows: the reference for tstr",
-    "utility_gap": "trtr - tstr: what training on synthetic rows costs, 0 ideal",
-    "exact_match_share": "share of synthetic rows identical to a training row, 0 ideal",
-    "dcr_share": "share of synthetic rows closer to a training row than to a holdout row, 0.5 ideal",
-    "nndr": "mean nearest / second-nearest training distance ratio, higher is safer",
-    "mia_auc": "AUC of a membership-inference attack, 0.5 = membership does not show",
-    "k_anonymity": "smallest group sharing quasi-identifier values, higher is safer",
-    "l_diversity": "fewest distinct sensitive values in a quasi-identifier group, higher is safer",
-    "t_closeness": "largest distance of a group's sensitive distribution from the table's, lower is safer",
-    "canary_share": "share of planted canaries found in the synthetic data, 0 ideal",
-}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2328;
@@ -102,18 +83,20 @@ def render_report(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
     metadata: TableMetadata,
-    dcr: dict[str, np.ndarray] | None = None,
+    results: Mapping[str, MetricResult] | None = None,
     facts: dict[str, object] | None = None,
 ) -> str:
     """The validation report of one run as one self-contained HTML page.
 
     `checks`: dicts with "check", "family" (fidelity, utility, privacy, column_shape or expectation), "value",
     "threshold", "op" and "passed". `real`, `synthetic`: bounded samples of the real training data and the
-    synthetic data. `dcr`: {"train": ..., "holdout": ...}, each synthetic row's distance to its closest
-    training row and to its closest holdout row (`synthlake.evaluation.privacy.dcr`), or None.
+    synthetic data. `results`: the run's metric results by name; the report draws column_pair_trends'
+    association matrices and dcr_share's distances (a section says so when its result is absent).
     `facts`: small key/value pairs for the header (generator, rows, model version, epsilon, ...).
     """
     checks = [dict(c) for c in checks]
+    results = results or {}
+    dcr = results.get("dcr_share")
     real_rows, synthetic_rows = len(real), len(synthetic)
     real = bounded(real, MAX_PLOT_ROWS, 0)
     synthetic = bounded(synthetic, MAX_PLOT_ROWS, 1)
@@ -132,7 +115,7 @@ def render_report(
         _shapes_table(checks, metadata),
         _expectations(checks),
         _distributions(real, synthetic, metadata, shape_checks),
-        _associations(real, synthetic, metadata),
+        _associations(results.get("column_pair_trends")),
         _dcr_section(dcr),
         _footer(real_rows, synthetic_rows, len(real), len(synthetic), metadata, dcr, generated),
         "</main></body></html>",
@@ -251,10 +234,16 @@ def _headline_table(checks: list[dict]) -> str:
             f"<tr{_row_class(c)}><td><code>{_e(c.get('check', '?'))}</code></td><td>{family_text}</td>"
             f'<td class="num">{_fmt(c.get("value"))}</td><td class="num">{_threshold(c)}</td>'
             f"<td>{_badge(c.get('passed'))}</td>"
-            f'<td class="muted">{_e(MEANINGS.get(_short(c.get("check", "")), ""))}</td></tr>'
+            f'<td class="muted">{_e(_meaning(c.get("check", "")))}</td></tr>'
         )
     out.append("</table>")
     return "\n".join(out)
+
+
+def _meaning(check: str) -> str:
+    """What a known metric means, matched on the check name's last ':' part."""
+    metric = METRICS.get(_short(check))
+    return metric.meaning if metric else ""
 
 
 def _shape_column(check: Mapping, metadata: TableMetadata) -> str:
@@ -524,77 +513,17 @@ def _bars(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec) -> tupl
 # --- associations ------------------------------------------------------------------------------------------
 
 
-def association_matrix(frame: pd.DataFrame, specs: Iterable[ColumnSpec]) -> np.ndarray:
-    """Pairwise association of the columns: Pearson's r for two numeric/datetime columns (signed, -1..1),
-    Cramér's V for two categorical ones and the correlation ratio η for a categorical and a numeric one
-    (both 0..1). Nulls: a category of their own for categorical columns, left out for numeric ones. nan where
-    undefined (a constant column)."""
-    specs = list(specs)
-    cont, codes = {}, {}
-    for spec in specs:
-        if is_continuous(spec):
-            cont[spec.name] = _values(frame, spec)
-        else:
-            codes[spec.name] = pd.factorize(to_labels(frame[spec.name]))[0]
-    n = len(specs)
-    out = np.eye(n)
-    for i in range(n):
-        a = specs[i]
-        if a.name in cont and _constant(cont[a.name]):
-            out[i, i] = np.nan
-        for j in range(i + 1, n):
-            b = specs[j]
-            if a.name in cont and b.name in cont:
-                v = pearson(cont[a.name], cont[b.name])
-            elif a.name in codes and b.name in codes:
-                v = _cramers_v(codes[a.name], codes[b.name])
-            else:
-                x, c = (cont[a.name], codes[b.name]) if a.name in cont else (cont[b.name], codes[a.name])
-                v = _correlation_ratio(c, x)
-            out[i, j] = out[j, i] = v
-    return out
-
-
-def _constant(x: np.ndarray) -> bool:
-    x = x[~np.isnan(x)]
-    return x.size < 2 or np.ptp(x) == 0
-
-
-def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size == 0:
-        return float("nan")
-    ka, kb = int(a.max()) + 1, int(b.max()) + 1
-    if min(ka, kb) < 2:
-        return float("nan")
-    table = np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).astype(float)
-    n = table.sum()
-    expected = np.outer(table.sum(1), table.sum(0)) / n
-    chi2 = ((table - expected) ** 2 / np.where(expected > 0, expected, 1)).sum()
-    return float(np.sqrt(min(chi2 / (n * (min(ka, kb) - 1)), 1.0)))
-
-
-def _correlation_ratio(categories: np.ndarray, x: np.ndarray) -> float:
-    keep = ~np.isnan(x)
-    c, x = categories[keep], x[keep]
-    if x.size < 2 or np.ptp(x) == 0:
-        return float("nan")
-    counts = np.bincount(c)
-    sums = np.bincount(c, weights=x)
-    present = counts > 0
-    means = sums[present] / counts[present]
-    between = (counts[present] * (means - x.mean()) ** 2).sum()
-    total = ((x - x.mean()) ** 2).sum()
-    return float(np.sqrt(min(between / total, 1.0)))
-
-
-def _associations(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: TableMetadata) -> str:
-    specs = [s for s in metadata.learned_columns if s.name in real.columns and s.name in synthetic.columns]
-    if len(specs) < 2:
+def _associations(pair_trends: MetricResult | None) -> str:
+    if pair_trends is None:
+        return ('<h2>Associations between columns</h2>\n<p class="muted">No association matrices were computed '
+                "for this run (they come with the column_pair_trends metric).</p>")
+    associations = pair_trends.details["associations"]
+    columns, m_real, m_syn = associations.columns, associations.real, associations.synthetic
+    if len(columns) < 2:
         return ""
-    m_real, m_syn = association_matrix(real, specs), association_matrix(synthetic, specs)
     diff = np.abs(m_real - m_syn)
-    n = len(specs)
-    names = [_mpl(s.name, 18) for s in specs]
+    n = len(columns)
+    names = [_mpl(c, 18) for c in columns]
     panel = max(3.6, 0.3 * n + 1.6)
     fig = _figure(3 * panel + 1.2, panel)
     axes = fig.subplots(1, 3)
@@ -632,8 +561,8 @@ def _associations(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: TableMe
     worst_text = ""
     if np.isfinite(diff[worst]):
         worst_text = (
-            f" The largest difference is {diff[worst]:.3f}, between <code>{_e(specs[worst[0]].name)}"
-            f"</code> and <code>{_e(specs[worst[1]].name)}</code>."
+            f" The largest difference is {diff[worst]:.3f}, between <code>{_e(columns[worst[0]])}"
+            f"</code> and <code>{_e(columns[worst[1]])}</code>."
         )
     return "\n".join(
         [
@@ -651,28 +580,15 @@ def _associations(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: TableMe
 # --- distance to closest record ----------------------------------------------------------------------------
 
 
-def dcr_share(to_train: np.ndarray, to_holdout: np.ndarray) -> float | None:
-    """Share of synthetic rows closer to their closest training row than to their closest holdout row, ties
-    counting half; None when the two arrays do not pair up (different lengths) or hold no finite pair."""
-    t, h = np.asarray(to_train, dtype=float).ravel(), np.asarray(to_holdout, dtype=float).ravel()
-    if t.size != h.size:
-        return None
-    keep = np.isfinite(t) & np.isfinite(h)
-    t, h = t[keep], h[keep]
-    if t.size == 0:
-        return None
-    return float(np.mean(t < h) + np.mean(t == h) / 2)
-
-
-def _dcr_section(dcr: Mapping[str, np.ndarray] | None) -> str:
+def _dcr_section(dcr: MetricResult | None) -> str:
     out = ["<h2>Distance to closest record (DCR)</h2>"]
-    if not dcr or dcr.get("train") is None or dcr.get("holdout") is None:
+    if dcr is None:
         out.append('<p class="muted">No distances to closest record were computed for this run.</p>')
         return "\n".join(out)
-    t = np.asarray(dcr["train"], dtype=float).ravel()
-    h = np.asarray(dcr["holdout"], dtype=float).ravel()
+    t = np.asarray(dcr.details["to_train"], dtype=float).ravel()
+    h = np.asarray(dcr.details["to_holdout"], dtype=float).ravel()
     t_f, h_f = t[np.isfinite(t)], h[np.isfinite(h)]
-    share = dcr_share(t, h)
+    share = dcr.value
     if t_f.size == 0 and h_f.size == 0:
         out.append('<p class="muted">The distance arrays are empty.</p>')
         return "\n".join(out)
@@ -699,11 +615,8 @@ def _dcr_section(dcr: Mapping[str, np.ndarray] | None) -> str:
         cells = "".join(f'<td class="num">{fn(a) if a.size else "n/a"}</td>' for a in (t_f, h_f))
         stats.append(f"<tr><th>{label}</th>{cells}</tr>")
     stats.append("</table>")
-    if share is None:
-        share_text = (
-            "The DCR share cannot be computed here: the two arrays do not pair up row by row "
-            f"({t.size:,} and {h.size:,} distances)."
-        )
+    if math.isnan(share):
+        share_text = f"The DCR share is undefined here ({t.size:,} and {h.size:,} distances)."
     else:
         share_text = (
             f'<b>DCR share: <span class="dcr-share">{share:.3f}</span></b> of synthetic rows are closer '
@@ -732,7 +645,7 @@ def _footer(
     real_used: int,
     synthetic_used: int,
     metadata: TableMetadata,
-    dcr: Mapping | None,
+    dcr: MetricResult | None,
     generated: str,
 ) -> str:
     skipped = [c for c in metadata.columns if not c.learned]
@@ -752,8 +665,8 @@ def _footer(
     if skipped:
         names = ", ".join(f"<code>{_e(c.name)}</code> ({_e(c.kind.value)})" for c in skipped)
         lines.append(f" Not compared: {names}: identifiers and PII are generated, never learned from real values.")
-    if dcr and dcr.get("train") is not None:
-        n_dcr = np.asarray(dcr["train"]).size
+    if dcr is not None:
+        n_dcr = np.asarray(dcr.details["to_train"]).size
         lines.append(
             f" Distances to closest record: {n_dcr:,} synthetic rows; Gower distances over the learned "
             "columns (numeric: "

@@ -1,14 +1,18 @@
 """The metric contract and the column encodings the metric families share.
 
 A metric is a small class with a `name`, a `family`, a `direction` (and a `target` value for
-direction "target") and `compute(real, synthetic, metadata, **context) -> float`. `compute` is a template
-method: it checks the context the metric `requires`, bounds every frame to `max_rows` rows (a seeded sample),
-then calls `_compute`. `real` is always the real *training* data; the context may carry
+direction "target"), a one-line `meaning` and `evaluate(real, synthetic, metadata, **context) -> MetricResult`:
+the value and the details computing it produced (distances, per-column scores, association matrices), so
+that nobody computes them again; `compute` is the value alone. `evaluate` is a template method: it checks the
+context the metric `requires`, bounds every frame to `max_rows` rows (a seeded sample), then calls `_compute`.
+`real` is always the real *training* data; the context may carry
 
 - `holdout`: real rows the generator never saw (utility, DCR share, membership inference),
 - `seed`: the seed for samples, folds and models (default: the metric's own, 0),
 - `quasi_identifiers` and `sensitive`: column names for k-anonymity, l-diversity and t-closeness,
-- `canaries`: planted canary rows or values for the canary check.
+- `canaries`: planted canary rows or values for the canary check,
+- `shared`: a `SharedWork` that the metrics of one evaluation share, so that work several of them need (the
+  nearest-neighbour distances, the utility models, the bounded samples) is done once.
 
 Only learned columns (numeric, categorical, datetime) are compared: identifiers and PII are generated,
 never learned, so they carry no signal about the real rows (the canary check may name any column).
@@ -18,10 +22,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -42,11 +47,43 @@ class MissingContext(ValueError):
     """A metric was asked for without the context it needs (a holdout, quasi-identifiers, ...)."""
 
 
+@dataclass(frozen=True)
+class MetricResult:
+    """A metric's value and what computing it produced on the way (each metric's docstring says what)."""
+
+    value: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+class SharedWork:
+    """Work that several metrics of one evaluation need, done once: `get` keeps each result under what was
+    computed, the objects it was computed from (by identity) and its parameters (by value)."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple, Any] = {}
+        self._inputs: list[tuple] = []  # keeps the keyed objects alive: no other object can take their ids
+
+    def get(self, what: str, compute: Callable[[], T], *inputs: object, **params: object) -> T:
+        key = (what, *map(id, inputs), *sorted(params.items()))
+        if key not in self._done:
+            self._done[key] = compute()
+            self._inputs.append(inputs)
+        return self._done[key]
+
+    def bounded(self, frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+        """`bounded(frame, n, seed)`, the same object for every metric that asks: work keyed on it is shared."""
+        return self.get("bounded", lambda: bounded(frame, n, seed), frame, n=n, seed=seed)
+
+
 class Metric(ABC):
     name: ClassVar[str]
     family: ClassVar[str]  # fidelity, utility or privacy
     direction: ClassVar[Direction]
     target: ClassVar[float | None] = None  # the ideal value, for direction "target"
+    meaning: ClassVar[str]  # one line for readers who do not know the name (the report shows it)
     requires: ClassVar[tuple[str, ...]] = ()  # context keys compute() needs
     default_max_rows: ClassVar[int | None] = DEFAULT_MAX_ROWS
 
@@ -64,25 +101,35 @@ class Metric(ABC):
         return [key for key in cls.requires if context.get(key) is None]
 
     def compute(self, real: pd.DataFrame, synthetic: pd.DataFrame, metadata: TableMetadata, **context) -> float:
+        """The value alone (see `evaluate`)."""
+        return self.evaluate(real, synthetic, metadata, **context).value
+
+    def evaluate(self, real: pd.DataFrame, synthetic: pd.DataFrame, metadata: TableMetadata,
+                 **context) -> MetricResult:
         missing = self.missing_context(metadata, context)
         if missing:
             raise MissingContext(f"metric '{self.name}' needs {', '.join(missing)}")
         seed = context.pop("seed", None)
         seed = self.seed if seed is None else int(seed)
+        shared = context.pop("shared", None) or SharedWork()
         for label, frame in (("real", real), ("synthetic", synthetic), ("holdout", context.get("holdout"))):
             if frame is not None:
                 absent = [c.name for c in metadata.learned_columns if c.name not in frame.columns]
                 if absent:
                     raise ValueError(f"metric '{self.name}': {label} data lacks columns {absent}")
-        real = bounded(real, self.max_rows, seed)
-        synthetic = bounded(synthetic, self.max_rows, seed + 1)
+        real = shared.bounded(real, self.max_rows, seed)
+        synthetic = shared.bounded(synthetic, self.max_rows, seed + 1)
         if context.get("holdout") is not None:
-            context["holdout"] = bounded(context["holdout"], self.max_rows, seed + 2)
-        return float(self._compute(real, synthetic, metadata, seed=seed, **context))
+            context["holdout"] = shared.bounded(context["holdout"], self.max_rows, seed + 2)
+        result = self._compute(real, synthetic, metadata, seed=seed, shared=shared, **context)
+        if isinstance(result, MetricResult):
+            return MetricResult(float(result.value), result.details)
+        return MetricResult(float(result))
 
     @abstractmethod
     def _compute(self, real: pd.DataFrame, synthetic: pd.DataFrame, metadata: TableMetadata, *, seed: int,
-                 **context) -> float: ...
+                 shared: SharedWork, **context) -> MetricResult | float:
+        """The value, or a MetricResult when the computation produces details worth keeping."""
 
     @classmethod
     def passes(cls, value: float, threshold: float) -> bool:

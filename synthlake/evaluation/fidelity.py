@@ -11,6 +11,9 @@ Scores are 1 for identical distributions and lower as they drift apart, except t
 - accuracy (as mostlyai-qa): 1 - TVD on discretised columns (numeric: 10 quantile bins of the real data;
   categorical: the 10 most frequent real categories plus "other"), for every column (univariate) and every
   pair (bivariate); `accuracy` is the mean of the two averages.
+
+Column pair trends also carry the association matrices the report draws (Pearson's r, Cramér's V, the
+correlation ratio): the same pairs, a measure a reader knows.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ from synthlake.evaluation.base import (
     Discretizer,
     FeatureEncoder,
     Metric,
+    MetricResult,
     is_continuous,
     joint_codes,
     openmp_threads,
     pair_tvd,
     to_float,
+    to_labels,
     tvd,
 )
-from synthlake.metadata import ColumnKind, TableMetadata
+from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 # --- column shapes -----------------------------------------------------------------------------------------
 
@@ -126,6 +131,76 @@ def column_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Ta
     return trends
 
 
+@dataclass(frozen=True)
+class Associations:
+    """Association matrices of the real and the synthetic rows over the same columns (`association_matrix`)."""
+
+    columns: list[str]
+    real: np.ndarray
+    synthetic: np.ndarray
+
+
+def association_matrix(frame: pd.DataFrame, specs: list[ColumnSpec]) -> np.ndarray:
+    """Pairwise association of the columns: Pearson's r for two numeric/datetime columns (signed, -1..1),
+    Cramér's V for two categorical ones and the correlation ratio η for a categorical and a numeric one
+    (both 0..1). Nulls: a category of their own for categorical columns, left out for numeric ones. nan where
+    undefined (a constant column)."""
+    cont, codes = {}, {}
+    for spec in specs:
+        if is_continuous(spec):
+            cont[spec.name] = to_float(frame[spec.name])
+        else:
+            codes[spec.name] = pd.factorize(to_labels(frame[spec.name]))[0]
+    n = len(specs)
+    out = np.eye(n)
+    for i, a in enumerate(specs):
+        if a.name in cont and _constant(cont[a.name]):
+            out[i, i] = np.nan
+        for j in range(i + 1, n):
+            b = specs[j]
+            if a.name in cont and b.name in cont:
+                v = pearson(cont[a.name], cont[b.name])
+            elif a.name in codes and b.name in codes:
+                v = _cramers_v(codes[a.name], codes[b.name])
+            else:
+                x, c = (cont[a.name], codes[b.name]) if a.name in cont else (cont[b.name], codes[a.name])
+                v = _correlation_ratio(c, x)
+            out[i, j] = out[j, i] = v
+    return out
+
+
+def _constant(x: np.ndarray) -> bool:
+    x = x[~np.isnan(x)]
+    return x.size < 2 or np.ptp(x) == 0
+
+
+def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0:
+        return float("nan")
+    ka, kb = int(a.max()) + 1, int(b.max()) + 1
+    if min(ka, kb) < 2:
+        return float("nan")
+    table = np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).astype(float)
+    n = table.sum()
+    expected = np.outer(table.sum(1), table.sum(0)) / n
+    chi2 = ((table - expected) ** 2 / np.where(expected > 0, expected, 1)).sum()
+    return float(np.sqrt(min(chi2 / (n * (min(ka, kb) - 1)), 1.0)))
+
+
+def _correlation_ratio(categories: np.ndarray, x: np.ndarray) -> float:
+    keep = ~np.isnan(x)
+    c, x = categories[keep], x[keep]
+    if x.size < 2 or np.ptp(x) == 0:
+        return float("nan")
+    counts = np.bincount(c)
+    sums = np.bincount(c, weights=x)
+    present = counts > 0
+    means = sums[present] / counts[present]
+    between = (counts[present] * (means - x.mean()) ** 2).sum()
+    total = ((x - x.mean()) ** 2).sum()
+    return float(np.sqrt(min(between / total, 1.0)))
+
+
 # --- accuracy ----------------------------------------------------------------------------------------------
 
 
@@ -161,51 +236,77 @@ class _Fidelity(Metric):
 
 
 class ColumnShapes(_Fidelity):
-    """Mean over learned columns of the KS complement (numeric, datetime) or TV complement (categorical)."""
+    """Mean over learned columns of the KS complement (numeric, datetime) or TV complement (categorical).
+    Details: `shapes`, the ColumnShape of each column."""
 
     name = "column_shapes"
+    meaning = "mean per-column similarity (KS / TV complement), 1 = identical"
 
     def _compute(self, real, synthetic, metadata, *, seed, **context):
-        return _mean(s.score for s in column_shapes(real, synthetic, metadata))
+        shapes = column_shapes(real, synthetic, metadata)
+        return MetricResult(_mean(s.score for s in shapes), {"shapes": shapes})
 
 
 class ColumnPairTrends(_Fidelity):
     """Mean over pairs of learned columns of correlation similarity or contingency similarity (nan pairs,
-    those with a constant column, are left out of the mean)."""
+    those with a constant column, are left out of the mean). Details: `trends`, the PairTrend of each pair, and
+    `associations`, the real and synthetic association matrices."""
 
     name = "column_pair_trends"
+    meaning = "mean similarity of column-pair correlations / contingency tables, 1 = identical"
 
     def _compute(self, real, synthetic, metadata, *, seed, **context):
-        return _mean(t.score for t in column_pair_trends(real, synthetic, metadata))
+        trends = column_pair_trends(real, synthetic, metadata)
+        specs = metadata.learned_columns
+        associations = Associations([s.name for s in specs], association_matrix(real, specs),
+                                    association_matrix(synthetic, specs))
+        return MetricResult(_mean(t.score for t in trends), {"trends": trends, "associations": associations})
+
+
+def _univariate(shared, real, synthetic, metadata) -> dict[str, float]:
+    return shared.get("univariate accuracies", lambda: univariate_accuracies(real, synthetic, metadata),
+                      real, synthetic, metadata)
+
+
+def _bivariate(shared, real, synthetic, metadata) -> dict[tuple[str, str], float]:
+    return shared.get("bivariate accuracies", lambda: bivariate_accuracies(real, synthetic, metadata),
+                      real, synthetic, metadata)
 
 
 class AccuracyUnivariate(_Fidelity):
-    """Mean over learned columns of 1 - TVD on discretised values."""
+    """Mean over learned columns of 1 - TVD on discretised values. Details: `columns`, each column's score."""
 
     name = "accuracy_univariate"
+    meaning = "1 - TVD of each discretised column"
 
-    def _compute(self, real, synthetic, metadata, *, seed, **context):
-        return _mean(univariate_accuracies(real, synthetic, metadata).values())
+    def _compute(self, real, synthetic, metadata, *, seed, shared, **context):
+        scores = _univariate(shared, real, synthetic, metadata)
+        return MetricResult(_mean(scores.values()), {"columns": scores})
 
 
 class AccuracyBivariate(_Fidelity):
-    """Mean over pairs of learned columns of 1 - TVD of the discretised 2-D tables (nan with one column)."""
+    """Mean over pairs of learned columns of 1 - TVD of the discretised 2-D tables (nan with one column).
+    Details: `pairs`, each pair's score."""
 
     name = "accuracy_bivariate"
+    meaning = "1 - TVD of each discretised column pair"
 
-    def _compute(self, real, synthetic, metadata, *, seed, **context):
-        return _mean(bivariate_accuracies(real, synthetic, metadata).values())
+    def _compute(self, real, synthetic, metadata, *, seed, shared, **context):
+        scores = _bivariate(shared, real, synthetic, metadata)
+        return MetricResult(_mean(scores.values()), {"pairs": scores})
 
 
 class Accuracy(_Fidelity):
-    """The mean of univariate and bivariate accuracy (univariate alone for a one-column table)."""
+    """The mean of univariate and bivariate accuracy (univariate alone for a one-column table). Details: the
+    two, `univariate` and `bivariate`."""
 
     name = "accuracy"
+    meaning = "1 - TVD of discretised columns and pairs, 1 = identical"
 
-    def _compute(self, real, synthetic, metadata, *, seed, **context):
-        uni = _mean(univariate_accuracies(real, synthetic, metadata).values())
-        bi = _mean(bivariate_accuracies(real, synthetic, metadata).values())
-        return _mean([uni, bi])
+    def _compute(self, real, synthetic, metadata, *, seed, shared, **context):
+        uni = _mean(_univariate(shared, real, synthetic, metadata).values())
+        bi = _mean(_bivariate(shared, real, synthetic, metadata).values())
+        return MetricResult(_mean([uni, bi]), {"univariate": uni, "bivariate": bi})
 
 
 class DetectionAUC(Metric):
@@ -217,6 +318,7 @@ class DetectionAUC(Metric):
     """
 
     name = "detection_auc"
+    meaning = "AUC of a classifier telling real from synthetic rows, 0.5 = indistinguishable"
     family = "fidelity"
     direction = Direction.TARGET
     target = 0.5

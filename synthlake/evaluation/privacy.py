@@ -1,13 +1,7 @@
 """Privacy: how much the synthetic table gives away about the real rows it was learned from.
 
-Distances between rows are Gower distances over the learned columns: each column contributes a value in
-[0, 1] and the distance is their mean. A numeric or datetime column contributes |F(x) - F(y)|, with F the
-real training data's empirical CDF (mid-ranks, linear between observed values, flat beyond the real range:
-a value past the real maximum is as close as the maximum, which errs on the side of privacy), so an outlier
-does not dwarf the other columns; a categorical column contributes 0 for equal values and 1 otherwise; a null is a
-value of its own (null and null: 0; null and a value: 1). They are computed exactly, in chunks: the categorical
-mismatches as one matrix product of one-hot blocks, the numeric terms column by column (several times faster
-than a nearest-neighbour index over the mixed encoding, whose dimension the one-hot columns inflate).
+Distances between rows are exact Gower distances over the learned columns (see `gower`): each column
+contributes a value in [0, 1], the distance is their mean.
 
 Record-level metrics (against the real training rows `real`, and the holdout the generator never saw):
 - exact_match_share: share of synthetic rows identical to some training row (0 ideal).
@@ -28,11 +22,14 @@ quantile bins of the real data) and a sensitive column:
   categorical column, the earth mover's distance on min-max normalised values for a numeric one (lower is
   safer).
 - canary_share: the share of planted canaries (rows or values) that appear in the synthetic table (0 ideal).
+
+dcr_share and mia_auc read the same distances, from one pass over the synthetic rows against equal samples
+of training and holdout rows (`record_distances`): through a `SharedWork`, an evaluation computes it once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,101 +40,15 @@ from synthlake.evaluation.base import (
     Direction,
     Discretizer,
     Metric,
+    MetricResult,
     is_continuous,
     row_hashes,
     to_float,
     to_labels,
     tvd,
 )
+from synthlake.evaluation.gower import GowerEncoder, nearest
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """Rows ready for Gower distances: CDF positions (nan for null) and one-hot categories, one block each."""
-
-    cdf: np.ndarray  # (rows, numeric columns), float64
-    onehot: np.ndarray  # (rows, all categories of all categorical columns), float32 0/1
-    columns: int  # learned columns, numeric and categorical
-
-    def __len__(self) -> int:
-        return self.cdf.shape[0]
-
-
-class GowerEncoder:
-    """Encodes rows for exact Gower distances (see the module's docstring)."""
-
-    def __init__(self, real: pd.DataFrame, specs: list[ColumnSpec], *others: pd.DataFrame):
-        """The CDFs are the real rows'; the categories are those of all the frames (so that any two different
-        values are 1 apart)."""
-        self.specs = specs
-        self.cdf: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.categories: dict[str, pd.Index] = {}
-        for spec in specs:
-            if is_continuous(spec):
-                x = np.sort(to_float(real[spec.name]))
-                x = x[~np.isnan(x)]
-                values, first = np.unique(x, return_index=True)
-                counts = np.diff(np.r_[first, x.size])
-                # mid-rank empirical CDF at each distinct value
-                self.cdf[spec.name] = (values, (first + counts / 2) / max(x.size, 1))
-            else:
-                labels = pd.concat([to_labels(f[spec.name]) for f in (real, *others)], ignore_index=True)
-                self.categories[spec.name] = pd.Index(pd.unique(labels))
-
-    def encode(self, frame: pd.DataFrame) -> Encoded:
-        cdf, onehot = [], []
-        for spec in self.specs:
-            if is_continuous(spec):
-                values, positions = self.cdf[spec.name]
-                x = to_float(frame[spec.name])
-                f = np.interp(x, values, positions) if values.size else np.zeros_like(x)
-                cdf.append(np.where(np.isnan(x), np.nan, f))
-            else:
-                cats = self.categories[spec.name]
-                codes = cats.get_indexer(to_labels(frame[spec.name]))
-                block = np.zeros((len(frame), len(cats) + 1), dtype=np.float32)
-                block[np.arange(len(frame)), np.where(codes < 0, len(cats), codes)] = 1  # unseen: a column of its own
-                onehot.append(block)
-        return Encoded(np.column_stack(cdf) if cdf else np.empty((len(frame), 0)),
-                       np.hstack(onehot) if onehot else np.empty((len(frame), 0), dtype=np.float32),
-                       len(self.specs))
-
-    def distances(self, a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
-        """The full matrix of Gower distances between the rows of two (small) frames."""
-        return _gower(self.encode(a), self.encode(b), slice(None))
-
-
-def _gower(queries: Encoded, reference: Encoded, rows: slice) -> np.ndarray:
-    """Gower distances from queries[rows] to every reference row. Categorical mismatches come from one
-    matrix product of the one-hot blocks (exact: sums of 0/1), numeric terms column by column."""
-    n_cat = queries.columns - queries.cdf.shape[1]
-    d = np.zeros((len(queries.cdf[rows]), len(reference)))
-    if queries.onehot.shape[1]:
-        d += n_cat - (queries.onehot[rows] @ reference.onehot.T)
-    for j in range(queries.cdf.shape[1]):
-        a, b = queries.cdf[rows, j], reference.cdf[:, j]
-        term = np.abs(a[:, None] - b[None, :])
-        a_null, b_null = np.isnan(a), np.isnan(b)
-        if a_null.any() or b_null.any():
-            term[np.isnan(term)] = 1.0  # a value and a null
-            term[np.outer(a_null, b_null)] = 0.0  # two nulls
-        d += term
-    return d / max(queries.columns, 1)
-
-
-def _nearest(reference: Encoded, queries: Encoded, k: int = 1, chunk: int = 1 << 22) -> np.ndarray:
-    """The k smallest Gower distances from each query row to the reference rows, ascending (exact, computed
-    in chunks of about `chunk` distances to bound memory)."""
-    out = np.empty((len(queries), k))
-    step = max(1, chunk // max(len(reference), 1))
-    for start in range(0, len(queries), step):
-        rows = slice(start, start + step)
-        d = _gower(queries, reference, rows)
-        if len(reference) > k:
-            d = np.partition(d, k - 1, axis=1)[:, :k]
-        out[rows] = np.sort(d, axis=1)
-    return out
 
 
 def _equal_samples(real: pd.DataFrame, holdout: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -145,14 +56,44 @@ def _equal_samples(real: pd.DataFrame, holdout: pd.DataFrame, seed: int) -> tupl
     return real.sample(n=n, random_state=seed), holdout.sample(n=n, random_state=seed + 1)
 
 
-def dcr(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, metadata: TableMetadata,
-        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Each synthetic row's Gower distance to the closest training row and to the closest holdout row, with
-    equal numbers of training and holdout rows (the larger side sampled down). For the DCR histogram."""
+@dataclass(frozen=True)
+class RecordDistances:
+    """Gower distances between the synthetic rows and equal samples of training and holdout rows."""
+
+    to_train: np.ndarray  # each synthetic row's distance to its closest training row
+    to_holdout: np.ndarray  # ... and to its closest holdout row
+    train_to_synthetic: np.ndarray  # each sampled training row's distance to its closest synthetic row
+    holdout_to_synthetic: np.ndarray  # ... and each sampled holdout row's
+
+
+def record_distances(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, metadata: TableMetadata,
+                     seed: int = 0) -> RecordDistances:
+    """Closest-record distances both ways, with equal numbers of training and holdout rows (the larger side
+    sampled down): one pass over each distance matrix."""
     real, holdout = _equal_samples(real, holdout, seed)
     encoder = GowerEncoder(real, metadata.learned_columns, holdout, synthetic)
     s = encoder.encode(synthetic)
-    return _nearest(encoder.encode(real), s)[:, 0], _nearest(encoder.encode(holdout), s)[:, 0]
+    to_train, train_to_synthetic = nearest(encoder.encode(real), s)
+    to_holdout, holdout_to_synthetic = nearest(encoder.encode(holdout), s)
+    return RecordDistances(to_train[:, 0], to_holdout[:, 0], train_to_synthetic, holdout_to_synthetic)
+
+
+def _record_distances(shared, real, synthetic, holdout, metadata, seed) -> RecordDistances:
+    return shared.get("record distances", lambda: record_distances(real, synthetic, holdout, metadata, seed),
+                      real, synthetic, holdout, metadata, seed=seed)
+
+
+def dcr_share(to_train: np.ndarray, to_holdout: np.ndarray) -> float | None:
+    """Share of synthetic rows closer to their closest training row than to their closest holdout row, ties
+    counting half; None when the two arrays do not pair up (different lengths) or hold no finite pair."""
+    t, h = np.asarray(to_train, dtype=float).ravel(), np.asarray(to_holdout, dtype=float).ravel()
+    if t.size != h.size:
+        return None
+    keep = np.isfinite(t) & np.isfinite(h)
+    t, h = t[keep], h[keep]
+    if t.size == 0:
+        return None
+    return float(np.mean(t < h) + np.mean(t == h) / 2)
 
 
 class _Privacy(Metric):
@@ -163,6 +104,7 @@ class ExactMatchShare(_Privacy):
     """Share of synthetic rows identical to some real training row over the learned columns."""
 
     name = "exact_match_share"
+    meaning = "share of synthetic rows identical to a training row, 0 ideal"
     direction = Direction.MINIMIZE
 
     def _compute(self, real, synthetic, metadata, *, seed, **context):
@@ -173,56 +115,67 @@ class ExactMatchShare(_Privacy):
 
 
 class DCRShare(_Privacy):
-    """Share of synthetic rows closer to a training row than to a holdout row (ties half): 0.5 ideal."""
+    """Share of synthetic rows closer to a training row than to a holdout row (ties half): 0.5 ideal.
+    Details: `to_train` and `to_holdout`, each synthetic row's distance to its closest training and holdout row
+    (the DCR histogram)."""
 
     name = "dcr_share"
+    meaning = "share of synthetic rows closer to a training row than to a holdout row, 0.5 ideal"
     direction = Direction.TARGET
     target = 0.5
     requires = ("holdout",)
 
-    def _compute(self, real, synthetic, metadata, *, seed, holdout, **context):
+    def _compute(self, real, synthetic, metadata, *, seed, shared, holdout, **context):
         if len(synthetic) == 0 or min(len(real), len(holdout)) == 0:
-            return float("nan")
-        to_train, to_holdout = dcr(real, synthetic, holdout, metadata, seed)
-        return float(np.mean(to_train < to_holdout) + np.mean(to_train == to_holdout) / 2)
+            return MetricResult(float("nan"), {"to_train": np.empty(0), "to_holdout": np.empty(0)})
+        d = _record_distances(shared, real, synthetic, holdout, metadata, seed)
+        return self.from_distances(d.to_train, d.to_holdout)
+
+    @staticmethod
+    def from_distances(to_train: np.ndarray, to_holdout: np.ndarray) -> MetricResult:
+        share = dcr_share(to_train, to_holdout)
+        return MetricResult(float("nan") if share is None else share,
+                            {"to_train": to_train, "to_holdout": to_holdout})
 
 
 class NNDR(_Privacy):
-    """Mean over synthetic rows of (distance to the closest training row) / (to the second closest)."""
+    """Mean over synthetic rows of (distance to the closest training row) / (to the second closest). Details:
+    `ratios`, each synthetic row's ratio. Its distances are to every training row, with the CDFs of all of
+    them: not dcr_share's equal samples."""
 
     name = "nndr"
+    meaning = "mean nearest / second-nearest training distance ratio, higher is safer"
     direction = Direction.MAXIMIZE
 
     def _compute(self, real, synthetic, metadata, *, seed, **context):
         if len(real) < 2 or len(synthetic) == 0:
             return float("nan")
         encoder = GowerEncoder(real, metadata.learned_columns, synthetic)
-        d = _nearest(encoder.encode(real), encoder.encode(synthetic), k=2)
+        d, _ = nearest(encoder.encode(real), encoder.encode(synthetic), k=2)
         ratio = np.divide(d[:, 0], d[:, 1], out=np.zeros(len(d)), where=d[:, 1] > 0)
-        return float(ratio.mean())
+        return MetricResult(float(ratio.mean()), {"ratios": ratio})
 
 
 class MembershipInferenceAUC(_Privacy):
     """ROC AUC of a distance-to-closest-synthetic-record attack, members (training rows) against as many
-    non-members (holdout rows): 0.5 ideal."""
+    non-members (holdout rows): 0.5 ideal. Details: `members` and `non_members`, each attacked row's distance
+    to its closest synthetic row."""
 
     name = "mia_auc"
+    meaning = "AUC of a membership-inference attack, 0.5 = membership does not show"
     direction = Direction.TARGET
     target = 0.5
     requires = ("holdout",)
 
-    def _compute(self, real, synthetic, metadata, *, seed, holdout, **context):
+    def _compute(self, real, synthetic, metadata, *, seed, shared, holdout, **context):
         from sklearn.metrics import roc_auc_score
 
-        members, non_members = _equal_samples(real, holdout, seed)
-        if len(members) == 0 or len(synthetic) == 0:
+        if min(len(real), len(holdout)) == 0 or len(synthetic) == 0:
             return float("nan")
-        encoder = GowerEncoder(members, metadata.learned_columns, non_members, synthetic)
-        s = encoder.encode(synthetic)
-        d_members = _nearest(s, encoder.encode(members))[:, 0]
-        d_non_members = _nearest(s, encoder.encode(non_members))[:, 0]
-        labels = np.r_[np.ones(len(d_members)), np.zeros(len(d_non_members))]
-        return float(roc_auc_score(labels, -np.r_[d_members, d_non_members]))
+        d = _record_distances(shared, real, synthetic, holdout, metadata, seed)
+        labels = np.r_[np.ones(len(d.train_to_synthetic)), np.zeros(len(d.holdout_to_synthetic))]
+        value = roc_auc_score(labels, -np.r_[d.train_to_synthetic, d.holdout_to_synthetic])
+        return MetricResult(value, {"members": d.train_to_synthetic, "non_members": d.holdout_to_synthetic})
 
 
 # --- group-level metrics on the synthetic table ------------------------------------------------------------
@@ -253,6 +206,7 @@ class KAnonymity(_Privacy):
     """The size of the smallest group of synthetic rows sharing their (generalised) quasi-identifiers."""
 
     name = "k_anonymity"
+    meaning = "smallest group sharing quasi-identifier values, higher is safer"
     direction = Direction.MAXIMIZE
     requires = ("quasi_identifiers",)
 
@@ -266,6 +220,7 @@ class LDiversity(_Privacy):
     """The fewest distinct sensitive values within a quasi-identifier group (distinct l-diversity)."""
 
     name = "l_diversity"
+    meaning = "fewest distinct sensitive values in a quasi-identifier group, higher is safer"
     direction = Direction.MAXIMIZE
     requires = ("quasi_identifiers", "sensitive")
 
@@ -283,6 +238,7 @@ class TCloseness(_Privacy):
     """The largest distance between a quasi-identifier group's sensitive distribution and the table's."""
 
     name = "t_closeness"
+    meaning = "largest distance of a group's sensitive distribution from the table's, lower is safer"
     direction = Direction.MINIMIZE
     requires = ("quasi_identifiers", "sensitive")
 
@@ -307,28 +263,62 @@ class TCloseness(_Privacy):
 
 class CanaryShare(_Privacy):
     """The share of planted canaries found in the synthetic table. `canaries` is a DataFrame, one canary per
-    row, found when some synthetic row equals it on all of the frame's columns; or a mapping of a column to
-    the canary values planted in it, each found when some synthetic row holds it. Any column may be named,
-    identifiers and PII included. Reads the whole synthetic table unless given a `max_rows`: a canary that
-    appears once must not be sampled away."""
+    distinct row, found when some synthetic row equals it on all of the frame's columns; or a mapping of a
+    column to the values planted in it, each distinct value one canary, found when some synthetic row holds it
+    (compared as `planted` says). Any column may be named, identifiers and PII included. Reads the whole
+    synthetic table unless given a `max_rows`: a canary that appears once must not be sampled away. The
+    validate stage counts the same way on every staged row, with Spark, from `planted` and `share`."""
 
     name = "canary_share"
+    meaning = "share of planted canaries found in the synthetic data, 0 ideal"
     direction = Direction.MINIMIZE
     requires = ("canaries",)
     default_max_rows = None
 
+    @staticmethod
+    def planted(canaries: Mapping[str, Iterable], metadata: TableMetadata) -> dict[str, np.ndarray]:
+        """Each column's distinct canary values as its values compare: numeric and datetime columns as floats
+        (datetimes as seconds since the epoch, UTC), any other column as strings."""
+        out = {}
+        for column, values in canaries.items():
+            spec, values = _spec(metadata, column), pd.Series(list(values))
+            compared = _compared(values, spec)
+            if is_continuous(spec) and np.isnan(compared[values.notna().to_numpy()]).any():
+                raise ValueError(f"canaries of {spec.kind.value} column {column!r} must be numbers or datetimes")
+            out[column] = pd.unique(compared)
+        return out
+
+    @staticmethod
+    def share(found: int, planted: int) -> float:
+        return found / planted if planted else float("nan")
+
     def _compute(self, real, synthetic, metadata, *, seed, canaries, **context):
-        frames = ([pd.DataFrame({column: list(values)}) for column, values in canaries.items()]
-                  if isinstance(canaries, Mapping) else [canaries])
-        found = []
-        for frame in frames:
-            specs = [_spec(metadata, c) for c in frame.columns]
-            absent = [s.name for s in specs if s.name not in synthetic.columns]
-            if absent:
-                raise ValueError(f"canary columns {absent} are not in the synthetic table")
-            found.append(np.isin(row_hashes(frame, specs), row_hashes(synthetic, specs)))
-        found = np.concatenate(found) if found else np.array([])
-        return float(found.mean()) if found.size else float("nan")
+        if not isinstance(canaries, Mapping):
+            rows = canaries.drop_duplicates()
+            specs = [_spec(metadata, c) for c in rows.columns]
+            _check_columns(specs, synthetic)
+            found = np.isin(row_hashes(rows, specs), row_hashes(synthetic, specs))
+            return MetricResult(self.share(int(found.sum()), len(rows)), {"found": rows[found]})
+        planted = self.planted(canaries, metadata)
+        _check_columns([_spec(metadata, c) for c in planted], synthetic)
+        found = {}
+        for column, values in planted.items():
+            held = _compared(synthetic[column], _spec(metadata, column))
+            found[column] = values[pd.Series(values).isin(held).to_numpy()]  # hashed: the table may be large
+        count = sum(len(v) for v in found.values())
+        return MetricResult(self.share(count, sum(len(v) for v in planted.values())), {"found": found})
+
+
+def _compared(values: pd.Series, spec: ColumnSpec) -> np.ndarray:
+    if spec.kind == ColumnKind.DATETIME and not pd.api.types.is_datetime64_any_dtype(values):
+        values = pd.to_datetime(values, utc=True, errors="coerce")
+    return to_float(values) if is_continuous(spec) else to_labels(values).to_numpy()
+
+
+def _check_columns(specs: list[ColumnSpec], synthetic: pd.DataFrame) -> None:
+    absent = [s.name for s in specs if s.name not in synthetic.columns]
+    if absent:
+        raise ValueError(f"canary columns {absent} are not in the synthetic table")
 
 
 PRIVACY_METRICS: tuple[type[Metric], ...] = (ExactMatchShare, DCRShare, NNDR, MembershipInferenceAUC, KAnonymity,

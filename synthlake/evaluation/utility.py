@@ -19,6 +19,8 @@ from synthlake.evaluation.base import (
     Direction,
     FeatureEncoder,
     Metric,
+    MetricResult,
+    SharedWork,
     is_continuous,
     openmp_threads,
     to_float,
@@ -110,16 +112,19 @@ class _Task:
 
 def tstr_trtr(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, metadata: TableMetadata,
               seed: int = 0, max_iter: int = 100, threads: int | None = 1) -> UtilityScore:
-    """Both scores at once (the metric classes each fit only what they report)."""
-    task = _Task(real, holdout, metadata, seed, max_iter, threads)
-    return UtilityScore("regression" if task.continuous else "classification",
-                        "r2" if task.continuous else "roc_auc", task.score(synthetic), task.score(real))
+    """Both scores at once."""
+    gap = UtilityGap(max_rows=None, seed=seed, max_iter=max_iter, threads=threads)
+    return gap.evaluate(real, synthetic, metadata, holdout=holdout).details["utility"]
 
 
 class _Utility(Metric):
+    """Details: `utility`, a UtilityScore with the scores the metric fitted (the other one nan)."""
+
     family: ClassVar[str] = "utility"
     direction: ClassVar[Direction] = Direction.MAXIMIZE
     requires: ClassVar[tuple[str, ...]] = ("holdout",)
+    fits: ClassVar[tuple[str, ...]]  # the models the metric needs: trained on "synthetic" (tstr), on "real" (trtr)
+    reports: ClassVar[str]  # the UtilityScore attribute that is the metric's value
 
     def __init__(self, max_rows: int | None = -1, seed: int = 0, max_iter: int = 100, threads: int | None = 1):
         super().__init__(max_rows, seed)
@@ -129,33 +134,46 @@ class _Utility(Metric):
     def missing_context(cls, metadata, context):
         return super().missing_context(metadata, context) + ([] if metadata.target else ["metadata target"])
 
+    def _compute(self, real, synthetic, metadata, *, seed, shared, holdout, **context):
+        options = dict(seed=seed, max_iter=self.max_iter, threads=self.threads)
+        # tstr, trtr and utility_gap of one evaluation fit each model once
+        task = shared.get("utility task", lambda: _Task(real, holdout, metadata, **options), real, holdout,
+                          metadata, **options)
+        scores = {side: _fitted(shared, task, frame) for side, frame in (("synthetic", synthetic), ("real", real))
+                  if side in self.fits}
+        utility = UtilityScore("regression" if task.continuous else "classification",
+                               "r2" if task.continuous else "roc_auc", scores.get("synthetic", float("nan")),
+                               scores.get("real", float("nan")))
+        return MetricResult(getattr(utility, self.reports), {"utility": utility})
+
+
+def _fitted(shared: SharedWork, task: _Task, train: pd.DataFrame) -> float:
+    return shared.get("utility score", lambda: task.score(train), task, train)
+
 
 class TSTR(_Utility):
     """Train on synthetic, test on the real holdout: AUC (classification) or R^2 (regression)."""
 
     name = "tstr"
-
-    def _compute(self, real, synthetic, metadata, *, seed, holdout, **context):
-        return _Task(real, holdout, metadata, seed, self.max_iter, self.threads).score(synthetic)
+    meaning = "a model trained on synthetic rows, tested on the real holdout (AUC, or R^2), higher is better"
+    fits, reports = ("synthetic",), "tstr"
 
 
 class TRTR(_Utility):
     """Train on the real training rows, test on the real holdout: the reference TSTR is measured against."""
 
     name = "trtr"
-
-    def _compute(self, real, synthetic, metadata, *, seed, holdout, **context):
-        return _Task(real, holdout, metadata, seed, self.max_iter, self.threads).score(real)
+    meaning = "the same model trained on real training rows: the reference for tstr"
+    fits, reports = ("real",), "trtr"
 
 
 class UtilityGap(_Utility):
     """TRTR - TSTR: how much predictive power is lost by training on synthetic rows (0 ideal, can be < 0)."""
 
     name = "utility_gap"
+    meaning = "trtr - tstr: what training on synthetic rows costs, 0 ideal"
     direction = Direction.MINIMIZE
-
-    def _compute(self, real, synthetic, metadata, *, seed, holdout, **context):
-        return tstr_trtr(real, synthetic, holdout, metadata, seed, self.max_iter, self.threads).gap
+    fits, reports = ("synthetic", "real"), "gap"
 
 
 UTILITY_METRICS: tuple[type[Metric], ...] = (TSTR, TRTR, UtilityGap)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from synthlake.evaluation import MissingContext, evaluate, get_metric
-from synthlake.evaluation.privacy import GowerEncoder, _nearest, dcr
+from synthlake.evaluation.gower import GowerEncoder, nearest
+from synthlake.evaluation.privacy import record_distances
 from synthlake.metadata import ColumnKind, ColumnSpec, PiiType, TableMetadata
 
 META = TableMetadata(columns=[
@@ -111,20 +112,22 @@ def naive_gower(a: pd.DataFrame, b: pd.DataFrame, real: pd.DataFrame) -> np.ndar
     return out
 
 
-def test_chunked_nearest_distances_match_the_definition():
+def test_nearest_distances_match_the_definition():
     real = TRAIN.iloc[:60].assign(joined=TRAIN["joined"].iloc[:60].astype("int64"))
     queries = FRESH.iloc[:25].assign(joined=FRESH["joined"].iloc[:25].astype("int64"),
                                      city=FRESH["city"].iloc[:25].where(FRESH.index[:25] % 7 != 0, None))
     meta = TableMetadata(columns=[*META.columns[1:4], ColumnSpec(name="joined", kind=ColumnKind.NUMERIC)])
-    expected = np.sort(naive_gower(queries, real, real), axis=1)[:, :2]
+    naive = naive_gower(queries, real, real)
     encoder = GowerEncoder(real, meta.learned_columns, queries)
-    nearest = _nearest(encoder.encode(real), encoder.encode(queries), k=2, chunk=100)  # many small chunks
-    assert np.allclose(nearest, expected)
+    found, back = nearest(encoder.encode(real), encoder.encode(queries), k=2)
+    assert np.allclose(found, np.sort(naive, axis=1)[:, :2])
+    assert np.allclose(back, naive.min(axis=0)), "each reference row's closest query row"
     assert np.isnan(queries["income"]).any() and queries["city"].isna().any(), "nulls are exercised"
 
 
 def test_dcr_distances_for_the_histogram():
-    to_train, to_holdout = dcr(TRAIN, TRAIN.iloc[:50], HOLDOUT, META)
+    d = record_distances(TRAIN, TRAIN.iloc[:50], HOLDOUT, META)
+    to_train, to_holdout = d.to_train, d.to_holdout
     assert to_train.shape == to_holdout.shape == (50,)
     assert (to_train == 0).all() and (to_holdout > 0).all()
     assert ((0 <= to_holdout) & (to_holdout <= 1)).all()

@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthlake.evaluation import MetricResult, get_metric
+from synthlake.evaluation.fidelity import Associations, association_matrix
+from synthlake.evaluation.privacy import DCRShare, dcr_share
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
-from synthlake.report import association_matrix, dcr_share, render_report
+from synthlake.report import render_report
 
 CHECKS = [
     {"check": "column_shapes", "family": "fidelity", "value": 0.91234567, "threshold": 0.8, "op": ">=", "passed": True},
@@ -99,30 +102,34 @@ def table(mixed_table) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def passed_html(table, metadata) -> str:
     rng = np.random.default_rng(2)
-    dcr = {"train": rng.random(300), "holdout": rng.random(300)}
+    synthetic = _synthetic(table)
+    results = {"dcr_share": DCRShare.from_distances(rng.random(300), rng.random(300)),
+               "column_pair_trends": get_metric("column_pair_trends").evaluate(table, synthetic, metadata)}
     return render_report(
         dataset="customers",
         run_id="run-7",
         passed=True,
         checks=CHECKS,
         real=table,
-        synthetic=_synthetic(table),
+        synthetic=synthetic,
         metadata=metadata,
-        dcr=dcr,
+        results=results,
         facts={"generator": "ctgan", "rows": 300, "epsilon": None, "created_at": "2025-01-01"},
     )
 
 
 @pytest.fixture(scope="module")
 def failed_html(table, metadata) -> str:
+    synthetic = _synthetic(table, seed=3)
     return render_report(
         dataset="customers",
         run_id="run-8",
         passed=False,
         checks=_failed_checks(),
         real=table,
-        synthetic=_synthetic(table, seed=3),
+        synthetic=synthetic,
         metadata=metadata,
+        results={"column_pair_trends": get_metric("column_pair_trends").evaluate(table, synthetic, metadata)},
     )
 
 
@@ -255,7 +262,7 @@ def test_works_without_dcr_and_without_any_check(table, metadata):
         real=table,
         synthetic=_synthetic(table),
         metadata=metadata,
-        dcr=None,
+        results=None,
         facts=None,
     )
     assert "PASSED" in page and "0/0 checks passed" in page
@@ -279,7 +286,7 @@ def test_the_dcr_share_shown_matches_a_known_case(table, metadata):
         real=small,
         synthetic=_synthetic(small),
         metadata=metadata,
-        dcr={"train": to_train, "holdout": to_holdout},
+        results={"dcr_share": DCRShare.from_distances(to_train, to_holdout)},
     )
     assert re.search(r'<span class="dcr-share">([0-9.]+)</span>', page).group(1) == "0.625"
     assert "no sign of memorisation" in page
@@ -328,6 +335,19 @@ def test_association_matrix_on_known_cases():
     assert m[idx["by_group"], idx["group"]] == pytest.approx(1)  # symmetric
     assert m[idx["group"], idx["noise"]] < 0.15  # independent
     assert np.isnan(m[idx["constant"], idx["x"]]) and np.isnan(m[idx["constant"], idx["constant"]])
+
+
+def test_the_association_matrices_come_from_the_pair_trends_result(table, metadata):
+    columns = ["age", "income", "color", "signup"]
+    real, synthetic = np.eye(4), np.eye(4)
+    synthetic[1, 2] = synthetic[2, 1] = 0.9  # the one pair that differs
+    trends = MetricResult(0.9, {"associations": Associations(columns, real, synthetic)})
+    page = render_report(dataset="d", run_id="r", passed=True, checks=[], real=table, synthetic=_synthetic(table),
+                         metadata=metadata, results={"column_pair_trends": trends})
+    assert "The largest difference is 0.900, between <code>income</code> and <code>color</code>." in page
+    without = render_report(dataset="d", run_id="r", passed=True, checks=[], real=table,
+                            synthetic=_synthetic(table), metadata=metadata)
+    assert "No association matrices were computed" in without and "largest difference" not in without
 
 
 def test_a_learned_column_missing_from_the_synthetic_data_is_reported_not_fatal(table, metadata):
