@@ -62,20 +62,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def describe_generators() -> str:
-    from synthlake.generators import generator_names, get_generator
+    """Each generator's hyper-parameters, from its declared model (no torch imported)."""
+    from synthlake.generators import entry, generator_names, hyper_model
 
     lines = []
     for name in generator_names():
-        try:
-            params = get_generator(name).hyper_params
-        except ImportError as exc:  # an optional extra that is not installed
-            lines += [f"{name}: unavailable ({exc})", ""]
-            continue
-        lines.append(f"{name}:")
-        for key, p in params.items():
-            bounds = (f"one of {list(p.choices)}" if p.choices else
-                      f"[{'' if p.low is None else p.low}, {'' if p.high is None else p.high}]")
-            lines.append(f"  {key:<20} default {p.default!r:<12} {bounds:<22} {p.doc}")
+        extra = entry(name).extra
+        lines.append(f"{name}:" + (f"  (pip install 'synthlake[{extra}]')" if extra else ""))
+        for key, default, bounds, doc in hyper_model(name).describe():
+            lines.append(f"  {key:<22} default {default!r:<12} {bounds:<22} {doc}")
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -85,11 +80,14 @@ def new_run_id(dataset: str) -> str:
 
 
 def _open_checked(args, run_id: str):
-    """The run's context, the gates' metric names checked too: a typo there is exit 2 before Spark starts."""
+    """The run's context, the gates' metric names and the generator's hyper-parameters checked too: a typo
+    there is exit 2 before Spark starts."""
     from pipelines.thresholds import check_metric_names
+    from pipelines.train import check_hyper
 
     ctx = open_context(args, run_id)
     check_metric_names(ctx)
+    check_hyper(ctx)
     return ctx
 
 

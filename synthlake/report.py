@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from synthlake.column_types import is_continuous, most_frequent_first, to_float
 from synthlake.evaluation import METRICS, MetricResult
-from synthlake.evaluation.base import MISSING, bounded, is_continuous, to_float, to_labels
+from synthlake.evaluation.base import MISSING, bounded, to_labels
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 HEADLINE_FAMILIES = ("fidelity", "utility", "privacy")
@@ -467,7 +468,7 @@ def _compact_formatter():
 def _bars(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec) -> tuple[str, str]:
     r, s = to_labels(real[spec.name]), to_labels(synthetic[spec.name])
     counts = r[r != MISSING].value_counts(sort=False)
-    top = [v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]]
+    top = [v for v, _ in most_frequent_first(counts.items())[:TOP_CATEGORIES]]
     labels, r_freq, s_freq = [], [], []
     r_n, s_n = max(len(r), 1), max(len(s), 1)
     for value in top:

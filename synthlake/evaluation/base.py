@@ -31,7 +31,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import pandas as pd
 
-from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
+from synthlake.column_types import category_strings, is_continuous, most_frequent_first, to_float
+from synthlake.metadata import ColumnSpec, TableMetadata
 
 DEFAULT_MAX_ROWS = 20_000
 MISSING = "\x00<missing>"  # the label a null categorical value gets; never a real value
@@ -167,20 +168,9 @@ def openmp_threads(n: int | None = 1) -> Iterator[None]:
 
 # --- column encodings --------------------------------------------------------------------------------------
 
-def to_float(values: pd.Series) -> np.ndarray:
-    """Numeric values as float64, datetimes as seconds since the epoch (UTC), nulls as nan."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        values = (pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
 def to_labels(values: pd.Series) -> pd.Series:
     """Categorical values as strings, nulls as the MISSING label (so that a null is a category of its own)."""
-    return values.astype(object).where(values.notna(), MISSING).astype(str)
-
-
-def is_continuous(spec: ColumnSpec) -> bool:
-    return spec.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME)
+    return category_strings(values, MISSING)
 
 
 def normalized(frame: pd.DataFrame, specs: Iterable[ColumnSpec]) -> pd.DataFrame:
@@ -268,8 +258,7 @@ class Discretizer:
             else:
                 counts = to_labels(real[spec.name])
                 counts = counts[counts != MISSING].value_counts(sort=False)
-                # most frequent first; ties broken by value so that the bins do not depend on row order
-                order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                order = most_frequent_first(counts.items())
                 self.categories[spec.name] = pd.Index([v for v, _ in order[:top]])
 
     def codes(self, frame: pd.DataFrame, column: str) -> np.ndarray:

@@ -25,17 +25,16 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from synthlake.column_types import is_continuous, to_float
 from synthlake.evaluation.base import (
     Direction,
     Discretizer,
     FeatureEncoder,
     Metric,
     MetricResult,
-    is_continuous,
     joint_codes,
     openmp_threads,
     pair_tvd,
-    to_float,
     to_labels,
     tvd,
 )

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from synthlake.evaluation.base import is_continuous, to_float, to_labels
+from synthlake.column_types import is_continuous, to_float
+from synthlake.evaluation.base import to_labels
 from synthlake.metadata import ColumnSpec
 
 _JIT = {"cache": True, "nogil": True}  # no fastmath: it would reorder the sums and drop the nan tests

@@ -36,14 +36,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from synthlake.column_types import is_continuous, to_float
 from synthlake.evaluation.base import (
     Direction,
     Discretizer,
     Metric,
     MetricResult,
-    is_continuous,
     row_hashes,
-    to_float,
     to_labels,
     tvd,
 )
@@ -310,9 +309,10 @@ class CanaryShare(_Privacy):
 
 
 def _compared(values: pd.Series, spec: ColumnSpec) -> np.ndarray:
-    if spec.kind == ColumnKind.DATETIME and not pd.api.types.is_datetime64_any_dtype(values):
-        values = pd.to_datetime(values, utc=True, errors="coerce")
-    return to_float(values) if is_continuous(spec) else to_labels(values).to_numpy()
+    """Canaries as their column compares; one that does not convert is nan (planted() refuses it by name)."""
+    if not is_continuous(spec):
+        return to_labels(values).to_numpy()
+    return to_float(values, datetime=spec.kind == ColumnKind.DATETIME, errors="coerce")
 
 
 def _check_columns(specs: list[ColumnSpec], synthetic: pd.DataFrame) -> None:

@@ -15,15 +15,14 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from synthlake.column_types import is_continuous, to_float
 from synthlake.evaluation.base import (
     Direction,
     FeatureEncoder,
     Metric,
     MetricResult,
     SharedWork,
-    is_continuous,
     openmp_threads,
-    to_float,
     to_labels,
 )
 from synthlake.metadata import TableMetadata

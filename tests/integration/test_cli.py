@@ -56,6 +56,26 @@ def test_unknown_metric_in_thresholds_exits_2_before_spark_starts(project):
     assert "SparkContext" not in out.stdout + out.stderr and not (project / "var" / "runs").exists()
 
 
+def test_bad_hyper_parameter_exits_2_before_spark_starts(project):
+    bad = project / "conf" / "datasets" / "hyper-typo.yaml"
+    config = yaml.safe_load((project / "conf" / "datasets" / "adult.yaml").read_text())
+    bad.write_text(yaml.safe_dump({**config, "hyper": {"hiden_dim": 32}}))
+    out = synthlake(project, "run", str(bad))
+    assert out.returncode == 2
+    assert "hiden_dim" in out.stderr and "hyper-typo.yaml" in out.stderr and "Traceback" not in out.stderr
+    assert "SparkContext" not in out.stdout + out.stderr and not (project / "var" / "runs").exists()
+
+
+def test_generators_lists_every_generator_with_its_parameters(project):
+    from synthlake.generators import generator_names, hyper_model
+
+    out = synthlake(project, "generators")
+    assert out.returncode == 0
+    for name in generator_names():
+        assert f"{name}:" in out.stdout
+        assert all(field in out.stdout for field in hyper_model(name).model_fields)
+
+
 def test_stage_without_run_id_is_a_usage_error(project):
     out = synthlake(project, "train", "conf/datasets/adult.yaml")
     assert out.returncode == 2 and "--run-id" in out.stderr

@@ -7,6 +7,7 @@ a shorter sample is a prefix of a longer one, and the Sampler without torch wher
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -202,7 +203,8 @@ def test_the_sampler_loads_without_torch_where_declared(fitted, tmp_path):
             f"t = load_sampler({str(tmp_path / 'sampler')!r}).sample_arrow(500, seed=7, row_offset=1000)\n"
             f"f.write_feather(t, {str(tmp_path / 'rows.arrow')!r})\n"
             "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # torch's sums depend on its threads
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == str(not entry(model.name).torch_free_sampler)
     assert feather.read_table(tmp_path / "rows.arrow").equals(model.sample_arrow(500, seed=7, row_offset=1000))
 
