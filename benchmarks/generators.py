@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/generators.py [--epochs 30] [--rows 32561] [--only tabular_ar ctgan_pkg ...]
 
 Candidates: tabular_ar (the flagship, its default hyper-parameters), tabular_ar with DP at epsilon 1 and 4,
-gaussian_copula and ctgan (ours), and the peers: the `ctgan` package's CTGAN, SDV's GaussianCopula and SDV's CTGAN (the peers
-need `pip install -e ".[bench]"`). The CTGAN family trains --epochs epochs. Each trains on the same rows,
-samples --rows rows, and is scored the same way: accuracy (synthlake.evaluation), SDMetrics' QualityReport
-score (the sdmetrics package itself), TSTR AUC on adult.test, DCR share against adult.test, exact-match
-share. Prints a markdown table; --json writes the rows too. Torch runs on --threads threads.
+gaussian_copula and ctgan (ours), and the peers: the `ctgan` package's CTGAN, SDV's GaussianCopula and SDV's
+CTGAN (the peers need `pip install -e ".[bench]"`). The CTGAN family trains --epochs epochs. Each trains on the
+same rows, samples --rows rows, and is scored the same way: accuracy (synthlake.evaluation), SDMetrics'
+QualityReport score (the sdmetrics package itself), TSTR AUC on adult.test, DCR share against adult.test,
+exact-match share. Prints a markdown table; --json writes the rows too. Torch runs on --threads threads.
 """
 
 from __future__ import annotations
