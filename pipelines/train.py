@@ -160,7 +160,8 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
 
     def progress(record: dict) -> None:
         figures = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
-        print(f"[synthlake] train: epoch {record['epoch'] + 1}/{model.hyper['epochs']} {figures}", flush=True)
+        of = f"/{model.hyper['epochs']}" if "epochs" in model.hyper else ""  # a generator may declare no epochs
+        print(f"[synthlake] train: epoch {record['epoch'] + 1}{of} {figures}", flush=True)
 
     options = TrainOptions(seed=seed, device=device, on_epoch=progress, checkpoint_dir=checkpoints)
     history = model.train(np.asarray(encoded), options)

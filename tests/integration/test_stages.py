@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from project_fixture import make_project
 
-from pipelines import profile, publish, sample, train, validate
+from pipelines import profile, publish, sample, tracking, train, validate
 from pipelines.context import RunContext, StageError
 from pipelines.records import ProfileRecord, TrainRecord, Verdict
 from pipelines.validate import GateFailed
+from synthlake.generators.ar_sampler import FrozenSampler
 
 pytestmark = pytest.mark.slow
 RUN = "it-run-1"
@@ -136,8 +137,13 @@ def test_train_logs_to_mlflow_and_registers_a_pyfunc(completed):
     model = mlflow.pyfunc.load_model(f"models:/{ctx.model_name}/{trained['model_version']}")
     rows = model.predict(pd.DataFrame({"rows": [25], "seed": [3]}))
     assert list(rows.columns) == ctx.dataset.metadata.names and len(rows) == 25
+    served = model.unwrap_python_model()
+    assert isinstance(served.sampler, FrozenSampler)  # the torch-free Sampler, not the whole generator
+    assert served.next_offset == 25  # the next request's identifiers continue after these rows
+    again = model.predict(pd.DataFrame({"rows": [25], "seed": [3], "offset": [0]}))
+    pd.testing.assert_frame_equal(again, rows)
     saved = sorted(p.name for p in ctx.store.path("model").iterdir())
-    assert saved == ["generator.json", "generator.pt"]
+    assert saved == ["generator.json", "generator.pt", "sampler.json", "sampler.npz"]
 
 
 def test_published_table_reads_back_with_spark_sql_and_delta_rs(completed, spark):
@@ -264,6 +270,26 @@ def test_a_private_run_records_the_budget_it_spent(completed, spark):
     assert audit["epsilon"] == pytest.approx(spent["epsilon"]) and audit["delta"] == pytest.approx(spent["delta"])
     assert f"epsilon {spent['epsilon']:.3f}" in private.store.path("report").read_text()
     assert not private.store.path("train_checkpoints").exists()  # removed once the model is saved
+
+
+def test_a_generator_added_through_the_contract_runs_every_stage(completed, spark):
+    """gaussian_copula needs nothing in pipelines/: the stages train it, sample its Sampler and publish."""
+    from mlflow import MlflowClient
+
+    from synthlake.generators.gaussian_copula import CopulaSampler
+
+    ctx, _ = completed
+    dataset = ctx.dataset.model_copy(update={"generator": "gaussian_copula", "thresholds": {"accuracy": 0.85}})
+    copula = RunContext(ctx.config_path, dataset, ctx.params, ctx.env, "it-run-copula")
+    copula.store.write(ctx.store.read(ProfileRecord))  # the same source and split
+    results = {stage.__name__.split(".")[-1]: stage.run(copula, spark) for stage in (train, sample, validate, publish)}
+    assert results["validate"]["passed"] and results["validate"]["accuracy"] >= 0.85
+    assert copula.read_partition(spark, "published").count() == ROWS
+    model_dir = copula.store.path("model")
+    assert sorted(p.name for p in model_dir.iterdir()) == ["generator.json", "sampler.json"]
+    assert isinstance(tracking.load_sampler(copula, ctx.model_name, results["train"]["model_version"]), CopulaSampler)
+    params = MlflowClient().get_run(results["train"]["mlflow_run_id"]).data.params
+    assert params["generator"] == "gaussian_copula" and params["shrinkage"] == "0.001"
 
 
 def test_stage_out_of_order_names_the_missing_stage(project, spark):
