@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from synthlake.metadata import ColumnSpec, TableMetadata
+from synthlake.metadata import ColumnSpec, PrivacyBudget, TableMetadata
 
 
 class ConfigError(ValueError):
@@ -41,13 +41,6 @@ class Outputs(Strict):
     audit: str = "synthlake_audit"
 
 
-class Privacy(Strict):
-    """Differential privacy for the whole training: preprocessing and DP-SGD share this one budget."""
-
-    epsilon: float = Field(gt=0, le=100)
-    delta: float = Field(1e-5, gt=0, lt=1e-2)
-
-
 class DatasetConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     source: Source
@@ -62,7 +55,7 @@ class DatasetConfig(Strict):
     canaries: dict[str, list[str]] = Field(default_factory=dict)  # column -> planted values that must not leak
     # over params.yaml's validate.thresholds; the names are checked by pipelines.thresholds
     thresholds: dict[str, float | None] = Field(default_factory=dict)
-    privacy: Privacy | None = None  # train with differential privacy (epsilon, delta)
+    privacy: PrivacyBudget | None = None  # train with differential privacy (epsilon, delta)
     hyper: dict[str, Any] = Field(default_factory=dict)  # the generator's hyper-parameters, over params.yaml's
 
     @model_validator(mode="after")

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
+
+from synthlake.metadata import PrivacyBudget
 
 # the coarse grid: t = sign(x) log10(1 + |x|) in steps of 1/4 over [-12, 12] (values beyond: the end buckets)
 LOG_STEP = 1 / 4
@@ -36,20 +39,15 @@ _KNOWN_FALSE_POSITIVE = 0.05  # a null bucket appears from noise alone with at m
 
 
 def check_privacy(privacy: Any) -> dict[str, float] | None:
-    """The privacy setting as {"epsilon", "delta"} (None: no DP); ValueError naming what is wrong."""
+    """The privacy setting as {"epsilon", "delta"} (None: no DP), checked by synthlake.metadata.PrivacyBudget;
+    a ValueError names what is wrong."""
     if privacy is None:
         return None
-    if not isinstance(privacy, dict) or set(privacy) - {"epsilon", "delta"} or "epsilon" not in privacy:
-        raise ValueError(f"privacy must be {{'epsilon': > 0, 'delta': in (0, 1)}}, got {privacy!r}")
-    epsilon, delta = privacy["epsilon"], privacy.get("delta", 1e-5)
-    for name, value in (("epsilon", epsilon), ("delta", delta)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"privacy {name} must be a finite number, got {value!r}")
-    if epsilon <= 0:
-        raise ValueError(f"privacy epsilon must be > 0, got {epsilon}")
-    if not 0 < delta < 1:
-        raise ValueError(f"privacy delta must be in (0, 1), got {delta}")
-    return {"epsilon": float(epsilon), "delta": float(delta)}
+    try:
+        return PrivacyBudget.model_validate(privacy).model_dump()
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'privacy'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"privacy {privacy!r}: {wrong}") from None
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RARE_CATEGORY = "_RARE_"  # what generators emit for categories too rare to reproduce (privacy)
 
@@ -81,3 +81,11 @@ class TableMetadata(Strict):
             if c.name == name:
                 return c
         raise KeyError(f"unknown column '{name}'")
+
+
+class PrivacyBudget(Strict):
+    """Differential privacy for everything a generator learns from the rows (preprocessing and training
+    share the one budget): the dataset config's `privacy:` and a generator's `privacy=` both check it here."""
+
+    epsilon: float = Field(gt=0, le=100, allow_inf_nan=False, strict=False)
+    delta: float = Field(1e-5, gt=0, lt=1e-2, allow_inf_nan=False, strict=False)

@@ -250,10 +250,10 @@ def test_failed_gate_leaves_published_table_untouched(completed, project, spark)
 def test_a_private_run_records_the_budget_it_spent(completed, spark):
     from mlflow import MlflowClient
 
-    from pipelines.config import Privacy
+    from synthlake.metadata import PrivacyBudget
 
     ctx, _ = completed
-    dataset = ctx.dataset.model_copy(update={"privacy": Privacy(epsilon=2.0, delta=1e-5)})
+    dataset = ctx.dataset.model_copy(update={"privacy": PrivacyBudget(epsilon=2.0, delta=1e-5)})
     # a 2-epoch DP model on 2,600 rows is rough: most, not 95%, of its values fall in the real ranges
     params = ctx.params.model_copy(update={"validate_": ctx.params.validate_.model_copy(
         update={"dp_mostly": 0.8})})
