@@ -103,7 +103,7 @@ class DPSGD:
         self.sampling = torch.Generator().manual_seed(int(noise_rng(2).integers(2**62)))
         self.params = [p for p in network.parameters() if p.requires_grad]
 
-    def batches(self, data: torch.Tensor) -> Iterator[torch.Tensor]:
+    def poisson_batches(self, data: torch.Tensor) -> Iterator[torch.Tensor]:
         """One epoch of Poisson batches (some may be empty)."""
         for _ in range(self.steps_per_epoch):
             yield data[(torch.rand(len(data), generator=self.sampling) < self.q).to(data.device)]

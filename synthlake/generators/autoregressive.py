@@ -174,7 +174,7 @@ class AutoregressiveGenerator(Generator):
         if self.privacy is not None:
             private = ar_dp.DPSGD(network, opt, *self._dp, h, self._noise_rng, device)
             model, step_opt, extra = private.model, private.optimizer, private.signature()
-            batches, early = private.batches, None
+            batches, early = (lambda epoch: private.poisson_batches(shard)), None
             parts.update(private.parts())
         else:
             private, step_opt, extra = None, opt, None
@@ -186,7 +186,7 @@ class AutoregressiveGenerator(Generator):
             network.train()
             torch.manual_seed(stream(seed, rank, epoch, 1))  # dropout: a resumed run continues the masks
             total, counted = torch.zeros((), device=device), 0
-            for batch in batches(epoch) if private is None else batches(shard):
+            for batch in batches(epoch):
                 step_opt.zero_grad(set_to_none=True)
                 if len(batch):
                     loss = mean_loss(model, batch)
