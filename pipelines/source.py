@@ -24,11 +24,11 @@ def spark_schema(columns: list[ColumnSpec]):
     return T.StructType([T.StructField(c.name, types[storage_type(c)]) for c in columns])
 
 
-def read_source(spark, dataset: DatasetConfig):
+def read_source(spark, dataset: DatasetConfig, check_casts: bool = True):
     """The source as a DataFrame with exactly the configured columns, in order, with their types.
 
     CSV columns arrive as text and are cast here; a value that does not cast is an error naming the
-    column and the value, not a silent null.
+    column and the value, not a silent null (`check_casts`: one Spark job over the source).
     """
     from pyspark.sql import functions as F
 
@@ -50,7 +50,8 @@ def read_source(spark, dataset: DatasetConfig):
         raise StageError(f"dataset '{dataset.name}': source {path} lacks configured columns {missing}; "
                          f"it has {df.columns}")
     typed = df.select([F.col(f"`{c.name}`").try_cast(storage_type(c)).alias(c.name) for c in dataset.columns])
-    _check_casts(df, typed, dataset)
+    if check_casts:
+        _check_casts(df, typed, dataset)
     return typed
 
 
@@ -91,10 +92,23 @@ def split(df, part: str, fraction: float, seed: int):
     return df.where(in_holdout if part == "holdout" else ~in_holdout)
 
 
-def read_real(spark, ctx, part: str, profile: ProfileRecord):
-    """The source's training or holdout rows, split as the profile stage recorded it."""
+def read_profiled(spark, ctx, profile: ProfileRecord):
+    """The source as the profile stage read it: refused if it changed since (its fingerprint), so that the
+    split, the statistics and the model all describe the same rows; its casts were checked then."""
+    now = source_fingerprint(spark, ctx.dataset)
+    if now != profile.source.fingerprint:
+        raise StageError(f"dataset '{ctx.dataset.name}': source {profile.source.path} changed since run "
+                         f"{ctx.run_id!r} profiled it ({profile.source.fingerprint} -> {now}): run the profile "
+                         f"stage again, under a new run id")
+    return read_source(spark, ctx.dataset, check_casts=False)
+
+
+def read_real(spark, ctx, part: str, profile: ProfileRecord, source=None):
+    """The source's training or holdout rows, split as the profile stage recorded it (of `source`, what
+    read_profiled gave, if given)."""
     holdout = profile.holdout
-    return split(read_source(spark, ctx.dataset), part, holdout.fraction, holdout.seed)
+    source = read_profiled(spark, ctx, profile) if source is None else source
+    return split(source, part, holdout.fraction, holdout.seed)
 
 
 def bounded(df, limit: int, seed: int, total: int | None = None):

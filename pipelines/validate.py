@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import csv
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
 
 from pipelines.context import RunContext, StageError
 from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict
-from pipelines.source import bounded, read_real
+from pipelines.source import bounded, read_profiled, read_real
 from pipelines.thresholds import check_metric_names
 from synthlake.evaluation import HEADLINE, METRICS, Direction, MetricResult, SharedWork, get_metric
 from synthlake.evaluation.privacy import CanaryShare
@@ -31,17 +32,21 @@ def run(ctx: RunContext, spark) -> dict:
     store = ctx.store
     profile = store.read(ProfileRecord)
     store.read(SampleRecord)
-    staged = ctx.read_partition(spark, "staging").drop("run_id")
-    if staged.isEmpty():
-        raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
-    print("[synthlake] validate: expectations on the staged rows", flush=True)
     # a DP generator never saw the exact min, max or null-free columns: a share of its values must comply
     mostly = ctx.params.validate_.dp_mostly if ctx.dataset.privacy else 1.0
-    gx_result = run_expectations(staged, profile, ctx.run_id, mostly)
+    # the staged rows are read and their expectations run on Spark in a thread while this one samples the real
+    # rows and computes the metrics: most of either is waiting (on the JVM, on numpy), so they overlap well
+    with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
+        reading = pool.submit(lambda: ctx.read_partition(spark, "staging").drop("run_id"))
+        print("[synthlake] validate: expectations on the staged rows", flush=True)
+        expectations = pool.submit(lambda: run_expectations(reading.result(), profile, ctx.run_id, mostly))
+        frames = _samples(spark, ctx, profile, reading)
+        if frames["synthetic"].empty:
+            raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
+        results, skipped = _evaluate(ctx, frames)
+        gx_result, staged = expectations.result(), reading.result()
     store.write_json("gx_result", gx_result)
     checks = _expectation_checks(gx_result)
-    frames = _samples(spark, ctx, profile, staged)
-    results, skipped = _evaluate(ctx, frames)
     metric_checks = _metric_checks(ctx, results)
     checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
     failed = [c["check"] for c in checks if c["passed"] is False]
@@ -66,14 +71,16 @@ def headline(verdict: dict) -> dict:
     return {"passed": verdict["passed"], **{k: metrics[k] for k in HEADLINE if k in metrics}}
 
 
-def _samples(spark, ctx: RunContext, profile: ProfileRecord, staged) -> dict:
-    """Bounded pandas samples of the training rows, the holdout and the synthetic rows."""
+def _samples(spark, ctx: RunContext, profile: ProfileRecord, staged: Future) -> dict:
+    """Bounded pandas samples of the training rows, the holdout and the synthetic rows (once `staged` is read)."""
     limit, seed = ctx.params.validate_.max_rows, ctx.params.seed
     print(f"[synthlake] validate: metrics on at most {limit} rows per side", flush=True)
-    return {"real": bounded(read_real(spark, ctx, "train", profile), limit, seed, total=profile.rows).toPandas(),
-            "holdout": bounded(read_real(spark, ctx, "holdout", profile), limit, seed,
+    source = read_profiled(spark, ctx, profile)  # read once for both sides
+    return {"real": bounded(read_real(spark, ctx, "train", profile, source), limit, seed,
+                            total=profile.rows).toPandas(),
+            "holdout": bounded(read_real(spark, ctx, "holdout", profile, source), limit, seed,
                                total=profile.holdout.rows).toPandas(),
-            "synthetic": bounded(staged, limit, seed).toPandas()}
+            "synthetic": bounded(staged.result(), limit, seed).toPandas()}
 
 
 def _check(name: str, family: str, value, threshold, op: str | None, passed: bool | None) -> dict:

@@ -292,6 +292,16 @@ def test_a_generator_added_through_the_contract_runs_every_stage(completed, spar
     assert params["generator"] == "gaussian_copula" and params["shrinkage"] == "0.001"
 
 
+def test_a_source_changed_since_the_profile_is_refused(completed, spark):
+    from pipelines.source import read_real
+
+    ctx, _ = completed
+    profiled = ctx.store.read(ProfileRecord)
+    stale = profiled.model_copy(update={"source": profiled.source.model_copy(update={"fingerprint": "sha256:0"})})
+    with pytest.raises(StageError, match="changed since run .* profiled it"):
+        read_real(spark, ctx, "train", stale)
+
+
 def test_stage_out_of_order_names_the_missing_stage(project, spark):
     ctx = context(project, run_id="never-profiled")
     with pytest.raises(StageError, match="run the profile stage"):
