@@ -16,6 +16,7 @@ EPILOG = f"""examples:
   synthlake {STAGE_NAMES[0]} conf/datasets/adult.yaml --run-id my-run      (then {', '.join(STAGE_NAMES[1:])})
   synthlake infer-config data/customers.parquet --name customers
   synthlake generators                                            (hyper-parameters for params.yaml)
+  synthlake serve --port 8000                                     (rows over HTTP from the champion models)
 """
 
 
@@ -57,8 +58,33 @@ def main(argv: list[str] | None = None) -> int:
                                       "train.hyper.<generator>).")
     gens.set_defaults(handler=lambda args: print(describe_generators()))
 
+    _add_serve(sub)
+
     args = parser.parse_args(argv)
     return guarded(lambda: args.handler(args))
+
+
+def _add_serve(sub) -> None:
+    serve = sub.add_parser("serve", help="serve synthetic rows over HTTP from each dataset's champion model",
+                           description="A FastAPI app under uvicorn: POST /v1/datasets/NAME/rows, GET /healthz, "
+                                       "GET /readyz, docs at /docs. Bearer tokens come from "
+                                       "$SYNTHLAKE_SERVE_TOKENS (comma-separated); without one the server "
+                                       "starts only on a loopback host.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
+    serve.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+    serve.add_argument("--max-rows", type=int, default=100_000, help="most rows one request may ask for (100000)")
+    serve.add_argument("--dataset", action="append", dest="datasets", metavar="NAME",
+                       help="a dataset to serve, repeatable (default: every conf/datasets/*.yaml)")
+    serve.add_argument("--reload-interval", type=float, default=5.0, metavar="SECONDS",
+                       help="check each champion alias at most this often, on request, and reload a moved one (5)")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args) -> None:
+    from serving.server import serve
+
+    serve(args.host, args.port, args.env, args.datasets, args.max_rows, args.reload_interval)
 
 
 def describe_generators() -> str:

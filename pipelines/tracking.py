@@ -5,17 +5,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipelines.config import EnvConfig, resolve
 from pipelines.context import RunContext
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHAMPION = "champion"
 
 
-def tracking_uri(ctx: RunContext) -> str:
-    """sqlite:///relative/path resolves against the project root, like every other path."""
-    from pipelines.config import resolve
+def model_name(dataset: str) -> str:
+    """A dataset's registered model (RunContext.model_name for a run)."""
+    return f"synthlake-{dataset}"
 
-    uri = ctx.env.mlflow.tracking_uri
+
+def tracking_uri(env: EnvConfig) -> str:
+    """sqlite:///relative/path resolves against the project root, like every other path."""
+    uri = env.mlflow.tracking_uri
     match = re.match(r"^sqlite:///(?!/)(.+)$", uri)
     if match:
         path = Path(resolve(match.group(1)))
@@ -24,14 +28,20 @@ def tracking_uri(ctx: RunContext) -> str:
     return uri
 
 
+def use_store(env: EnvConfig) -> None:
+    """Point MLflow's tracking and registry at the environment's store (no experiment needed)."""
+    import mlflow
+
+    uri = tracking_uri(env)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
 def setup(ctx: RunContext) -> str:
     """Point MLflow at the environment's store; return the experiment id (created if missing)."""
     import mlflow
 
-    from pipelines.config import resolve
-
-    mlflow.set_tracking_uri(tracking_uri(ctx))
-    mlflow.set_registry_uri(tracking_uri(ctx))
+    use_store(ctx.env)
     name = ctx.env.mlflow.experiment
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
@@ -59,7 +69,25 @@ def log_model(model_dir: Path, registered_name: str):
 
 def load_sampler(ctx: RunContext, name: str, version: str | int):
     """The Sampler inside a registered model version, loaded through its pyfunc."""
+    setup(ctx)
+    return registered_sampler(name, version)
+
+
+def registered_sampler(name: str, version: str | int):
+    """The Sampler of a registered model version, from the store MLflow points at (see use_store)."""
     import mlflow
 
-    setup(ctx)
     return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().sampler
+
+
+def champion_version(name: str) -> str | None:
+    """The version the `champion` alias of a registered model points at; None without model or alias."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise

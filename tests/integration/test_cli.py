@@ -24,7 +24,7 @@ def synthlake(root, *args):
 def test_help_lists_every_command(project):
     out = synthlake(project, "--help")
     assert out.returncode == 0
-    for command in ("run", *STAGE_NAMES, "infer-config", "generators"):
+    for command in ("run", *STAGE_NAMES, "infer-config", "generators", "serve"):
         assert command in out.stdout
     stage_help = synthlake(project, "sample", "--help").stdout
     for option in ("--run-id", "--rows", "--seed", "--params", "--env"):
