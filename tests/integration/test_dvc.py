@@ -189,7 +189,8 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
     assert ran == set(STAGE_NAMES)
     for path in run_files(tuple(LAYOUT)) - run_files(("model", "train_work", "train_checkpoints")):
         assert (root / path).is_file(), path
-    assert {p.name for p in (run_dir / LAYOUT["model"]).iterdir()} == {"generator.json", "generator.pt"}
+    model_files = {p.name for p in (run_dir / LAYOUT["model"]).iterdir()}
+    assert model_files == {"generator.json", "generator.pt", "sampler.json", "sampler.npz"}
     assert json.loads((run_dir / LAYOUT["verdict"]).read_text())["passed"] is True
     assert _published_rows(root, "published") == 200
     lock = yaml.safe_load((root / "dvc.lock").read_text())
