@@ -198,7 +198,11 @@ def _fit_modes(x: np.ndarray, max_modes: int, seed: int) -> tuple[list[float], l
 
 def _from_float(x: np.ndarray, name: str, is_datetime: bool, integer: bool) -> pd.Series:
     if is_datetime:
-        return pd.Series(pd.to_datetime(x, unit="s", utc=True), name=name)
+        # whole seconds to nanoseconds here, nulls masked: pandas' to_datetime(unit="s") leaves a NaN's
+        # fraction uninitialised and rounds it under errstate(over="raise"), which fails now and then
+        missing = np.isnan(x)
+        ns = np.where(missing, 0, x).astype(np.int64) * 1_000_000_000
+        return pd.Series(pd.to_datetime(ns, utc=True).where(~missing), name=name)
     if integer:
         return pd.Series(pd.array(np.where(np.isnan(x), None, x), dtype="Int64"), name=name)
     return pd.Series(x, name=name)

@@ -215,3 +215,12 @@ def test_json_round_trip_gives_identical_transforms(mixed_table, mixed_transform
 def test_from_json_rejects_unknown_encoder_types():
     with pytest.raises(ValueError, match="PickledEncoder"):
         TableTransformer.from_json([{"type": "PickledEncoder", "name": "x"}])
+
+
+def test_datetimes_with_nulls_decode_to_stamps_and_nat():
+    """Seconds to timestamps without pandas' float path, whose NaN handling reads uninitialised memory."""
+    from synthlake.transforms import _from_float
+
+    decoded = _from_float(np.array([0.0, np.nan, 86400.0] * 1000), "t", True, False)
+    assert decoded.iloc[:3].tolist()[::2] == [pd.Timestamp(0, tz="UTC"), pd.Timestamp("1970-01-02", tz="UTC")]
+    assert decoded.isna().sum() == 1000 and str(decoded.dt.tz) == "UTC"
