@@ -41,6 +41,11 @@ class Outputs(Strict):
     audit: str = "synthlake_audit"
 
 
+def registered_model_name(dataset: str) -> str:
+    """The name a dataset's models are registered under in MLflow."""
+    return f"synthlake-{dataset}"
+
+
 class DatasetConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     source: Source

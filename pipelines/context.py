@@ -15,6 +15,7 @@ from pipelines.config import (
     load_dataset,
     load_env,
     load_params,
+    registered_model_name,
     resolve,
 )
 
@@ -73,7 +74,7 @@ class RunContext:
 
     @property
     def model_name(self) -> str:
-        return f"synthlake-{self.dataset.name}"
+        return registered_model_name(self.dataset.name)
 
     # ---- stage records -----------------------------------------------------------------------------
     @property

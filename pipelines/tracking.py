@@ -12,11 +12,6 @@ MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHAMPION = "champion"
 
 
-def model_name(dataset: str) -> str:
-    """A dataset's registered model (RunContext.model_name for a run)."""
-    return f"synthlake-{dataset}"
-
-
 def tracking_uri(env: EnvConfig) -> str:
     """sqlite:///relative/path resolves against the project root, like every other path."""
     uri = env.mlflow.tracking_uri

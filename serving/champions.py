@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipelines import tracking
+from pipelines.config import registered_model_name
 
 log = logging.getLogger("serving.champions")
 
@@ -45,7 +46,7 @@ class Champion:
 class Champions:
     def __init__(self, datasets: list[str], reload_s: float):
         self.reload_s = reload_s
-        self.by_dataset = {d: Champion(d, tracking.model_name(d)) for d in datasets}
+        self.by_dataset = {d: Champion(d, registered_model_name(d)) for d in datasets}
 
     def get(self, dataset: str) -> Champion | None:
         """The dataset's champion, its alias checked if the last check is older than reload_s."""

@@ -151,7 +151,7 @@ def test_same_seed_same_rows_other_seed_other_rows(fitted):
     a = model.sample_arrow(200, seed=7, row_offset=1000)
     other = model.sample_arrow(200, seed=8, row_offset=1000)  # sampling in between must not change seed 7's rows
     assert model.sample_arrow(200, seed=7, row_offset=1000).equals(a)
-    for name in ("income", "email"):
+    for name in ("age", "income", "color", "signup", "email"):
         assert not a.column(name).equals(other.column(name)), name
 
 
@@ -168,6 +168,8 @@ def test_blocks_sampled_apart_have_unique_identifiers(fitted):
               .iloc[: block_size(rows, block_rows, i)] for i in range(block_count(rows, block_rows))]
     table = pd.concat(blocks, ignore_index=True)
     assert len(table) == rows and table["customer_id"].is_unique
+    for name in ("income", "email"):  # a seed per block
+        assert blocks[0][name].head(50).tolist() != blocks[1][name].head(50).tolist(), name
 
 
 # ---- persistence and the Sampler ---------------------------------------------------------------------------
