@@ -23,7 +23,7 @@ BatchNorm, no recurrent cells), so Opacus can wrap the model for DP-SGD.
 Sampling (synthlake.generators.ar_sampler) runs in one compiled loop over tiles of rows: a column costs
 one embedding add into the running context, its head, and an inverse-CDF draw with one uniform per row and
 column. The uniforms come from numpy's default_rng(seed) in blocks of fixed size, so the same (n, seed,
-row_offset) gives the same rows and a shorter sample is a prefix of a longer one. `frozen()` is that sampler
+row_offset) gives the same rows and a shorter sample is a prefix of a longer one. `freeze()` is that sampler
 alone (column encodings in synthlake.generators.ar_columns, weights as numpy arrays): the sample stage's
 executors load it without torch.
 
