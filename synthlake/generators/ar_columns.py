@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from synthlake import dp
 from synthlake.column_types import category_strings, most_frequent_first, to_float
-from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec
+from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec, TableMetadata
 
 
 @dataclass
@@ -230,6 +230,14 @@ def with_nulls(tokens: np.ndarray, missing: np.ndarray, null_token: int | None, 
             raise ValueError(f"column '{name}': nulls, but none were seen when fitting")
         tokens[missing] = null_token
     return tokens
+
+
+def fit_columns(metadata: TableMetadata, table: pd.DataFrame, hyper: dict) -> list[Column]:
+    """Every learned column's encoding, fitted on `table` with the encoding hyper-parameters (EncodingHyper)."""
+    return [CategoricalColumn.fit(spec, table[spec.name], hyper["min_category_count"], hyper["max_categories"])
+            if spec.kind == ColumnKind.CATEGORICAL else
+            NumericColumn.fit(spec, table[spec.name], hyper["max_bins"], hyper["bin_knots"])
+            for spec in metadata.learned_columns]
 
 
 def column_from_json(data: dict[str, Any]) -> Column:

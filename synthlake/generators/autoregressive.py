@@ -54,13 +54,13 @@ import torch
 import torch.distributed as dist
 
 from synthlake.generators import ar_dp
-from synthlake.generators.ar_columns import CategoricalColumn, Column, NumericColumn, column_from_json, split_width
+from synthlake.generators.ar_columns import Column, column_from_json, fit_columns, split_width
 from synthlake.generators.ar_hyper import TabularARHyper
 from synthlake.generators.ar_network import Network, mean_loss, val_sums
 from synthlake.generators.ar_sampler import FrozenSampler
 from synthlake.generators.base import Generator, TrainOptions
 from synthlake.generators.training import EarlyStopping, EpochLoop, batch_order, rank_and_world, stream
-from synthlake.metadata import ColumnKind, TableMetadata
+from synthlake.metadata import TableMetadata
 
 WEIGHTS_FILE = "generator.pt"
 
@@ -115,13 +115,7 @@ class AutoregressiveGenerator(Generator):
                                                                  self._noise_rng(0))
             self._dp = (budget, noisy_rows)
             return self._to_sub([c.encode(ar_dp.fill_nulls(c, table[c.name])) for c in self.columns])
-        self.columns = []
-        for spec in self.metadata.learned_columns:
-            if spec.kind == ColumnKind.CATEGORICAL:
-                column = CategoricalColumn.fit(spec, table[spec.name], h["min_category_count"], h["max_categories"])
-            else:
-                column = NumericColumn.fit(spec, table[spec.name], h["max_bins"], h["bin_knots"])
-            self.columns.append(column)
+        self.columns = fit_columns(self.metadata, table, h)
         return self._to_sub([c.encode(table[c.name]) for c in self.columns])
 
     def _noise_rng(self, stream_id: int) -> np.random.Generator:

@@ -22,18 +22,15 @@ from pydantic import Field
 from scipy.special import ndtr, ndtri
 
 from synthlake.fakes import generated_column
-from synthlake.generators.ar_columns import CategoricalColumn, Column, NumericColumn, column_from_json
-from synthlake.generators.base import SAMPLER_FILE, Generator, HyperParams, TrainOptions, write_sampler_file
-from synthlake.metadata import ColumnKind, TableMetadata
+from synthlake.generators.ar_columns import Column, column_from_json, fit_columns
+from synthlake.generators.ar_hyper import EncodingHyper
+from synthlake.generators.base import SAMPLER_FILE, Generator, TrainOptions, write_sampler_file
+from synthlake.metadata import TableMetadata
 
 EPS = 1e-9  # uniforms are kept inside (EPS, 1 - EPS): Phi^-1 of 0 or 1 is infinite
 
 
-class GaussianCopulaHyper(HyperParams):
-    max_bins: int = Field(100, ge=2, le=4096, description="quantile bins of a numeric or datetime column")
-    bin_knots: int = Field(9, ge=2, le=257, description="within-bin quantiles a sampled value interpolates")
-    min_category_count: int = Field(5, ge=1, le=1_000_000_000, description="rows; rarer categories share one token")
-    max_categories: int = Field(1000, ge=1, le=100_000, description="most category tokens of a column")
+class GaussianCopulaHyper(EncodingHyper):
     shrinkage: float = Field(1e-3, ge=0.0, le=1.0, description="weight of the identity in the correlation matrix")
 
 
@@ -89,14 +86,7 @@ class GaussianCopulaGenerator(Generator):
 
     def prepare(self, table: pd.DataFrame, seed: int = 0) -> np.ndarray:
         """The column encodings, fitted; the token matrix (rows x learned columns). `seed` is unused."""
-        h = self.hyper
-        self.columns, self.sampler = [], None
-        for spec in self.metadata.learned_columns:
-            values = table[spec.name]
-            if spec.kind == ColumnKind.CATEGORICAL:
-                self.columns.append(CategoricalColumn.fit(spec, values, h["min_category_count"], h["max_categories"]))
-            else:
-                self.columns.append(NumericColumn.fit(spec, values, h["max_bins"], h["bin_knots"]))
+        self.columns, self.sampler = fit_columns(self.metadata, table, self.hyper), None
         return np.column_stack([c.encode(table[c.name]) for c in self.columns]).astype(np.int32)
 
     def train(self, encoded: np.ndarray, options: TrainOptions) -> list[dict[str, float]]:
