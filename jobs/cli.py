@@ -17,6 +17,7 @@ EPILOG = f"""examples:
   synthlake infer-config data/customers.parquet --name customers
   synthlake generators                                            (hyper-parameters for params.yaml)
   synthlake serve --port 8000                                     (rows over HTTP from the champion models)
+  synthlake stream conf/datasets/adult.yaml --rows-per-second 1000  (a Delta table fed by micro-batches)
 """
 
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     gens.set_defaults(handler=lambda args: print(describe_generators()))
 
     _add_serve(sub)
+    _add_stream(sub)
 
     args = parser.parse_args(argv)
     return guarded(lambda: args.handler(args))
@@ -85,6 +87,37 @@ def _serve(args) -> None:
     from serving.server import serve
 
     serve(args.host, args.port, args.env, args.datasets, args.max_rows, args.reload_interval)
+
+
+def _add_stream(sub) -> None:
+    stream = sub.add_parser("stream", help="append synthetic micro-batches to a Delta table, until stopped",
+                            description="A Spark Structured Streaming query: every --batch-seconds, "
+                                        "rows-per-second x batch-seconds rows from the dataset's champion model "
+                                        "appended to the Delta table <published>_stream under the lake, with a "
+                                        "checkpoint under <work_dir>/streams/NAME: restarted, it goes on from "
+                                        "the next batch, none lost or repeated. Stop it with Ctrl-C or SIGTERM.")
+    stream.add_argument("config", help="dataset config, e.g. conf/datasets/adult.yaml")
+    stream.add_argument("--rows-per-second", type=float, required=True, help="rows generated per second")
+    stream.add_argument("--batch-seconds", type=float, default=1.0, help="seconds between micro-batches (1)")
+    stream.add_argument("--name", help="the stream's name: its checkpoint and Delta writer id (default: dataset)")
+    stream.add_argument("--max-batches", type=int, help="stop after this many micro-batches (default: never)")
+    stream.add_argument("--seed", type=int, help="seed of the stream's rows (default: params.yaml seed)")
+    stream.add_argument("--params", help="params file (default: params.yaml in the project root)")
+    stream.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+    stream.set_defaults(handler=_stream)
+
+
+def _stream(args) -> None:
+    from pipelines import stream
+    from pipelines.config import load_dataset, load_env, load_params
+    from pipelines.spark import get_spark
+
+    dataset = load_dataset(args.config)
+    spec = stream.StreamSpec(dataset, load_params(args.params, {"seed": args.seed}), load_env(args.env),
+                             args.rows_per_second, args.batch_seconds, args.name, args.max_batches)
+    version, files = stream.champion_files(spec.env, dataset.name)  # refused before Spark starts
+    batches = stream.run(spec, get_spark(spec.env, app_name=f"synthlake-stream-{dataset.name}"), version, files)
+    print(f"[synthlake] stream {spec.stream_name}: stopped after {batches} micro-batches", flush=True)
 
 
 def describe_generators() -> str:

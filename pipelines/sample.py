@@ -16,7 +16,7 @@ from pipelines import delta_files
 from pipelines.context import RunContext
 from pipelines.records import SampleRecord, TrainRecord
 from pipelines.source import spark_schema
-from synthlake.seeding import block_count
+from synthlake.seeding import BlockLayout
 
 
 def run(ctx: RunContext, spark) -> dict:
@@ -72,27 +72,35 @@ def write_with_arrow(spark, ctx: RunContext, model_files: dict[str, bytes], path
 
 
 def _block_ids(spark, ctx: RunContext):
-    blocks = block_count(ctx.params.rows, ctx.params.sample.block_rows)
-    return spark.range(0, blocks, 1, numPartitions=min(ctx.params.sample.partitions, blocks))
+    return block_frame(spark, _layout(ctx).blocks(), ctx.params.sample.partitions)
+
+
+def block_frame(spark, blocks: range, partitions: int):
+    """One row per block index (column `id`), spread over at most `partitions` tasks."""
+    return spark.range(blocks.start, blocks.stop, 1, numPartitions=min(partitions, len(blocks)))
+
+
+def _layout(ctx: RunContext) -> BlockLayout:
+    return BlockLayout(ctx.params.rows, ctx.params.sample.block_rows)
 
 
 def _block_sampler(ctx: RunContext, model_files: dict[str, bytes], schema):
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    p = ctx.params
-    return make_block_sampler(model_files, p.rows, p.sample.block_rows, p.seed, ctx.run_id,
+    return make_block_sampler(model_files, _layout(ctx), ctx.params.seed, {"run_id": ctx.run_id},
                               to_arrow_schema(schema, timezone="UTC"))
 
 
-def make_block_sampler(model_files: dict[str, bytes], rows: int, block_rows: int, seed: int, run_id: str,
+def make_block_sampler(model_files: dict[str, bytes], layout: BlockLayout, seed: int, constants: dict,
                        arrow_schema):
-    """The function each partition runs: load the model once, then sample its blocks."""
+    """The function each partition runs: load the model once, then sample its blocks (block i seeded from
+    (seed, i) alone), each row followed by the `constants` columns."""
 
     def generate(batches):
         import pyarrow as pa
 
         from synthlake.generators import load_sampler
-        from synthlake.seeding import block_seed, block_size
+        from synthlake.seeding import block_seed
 
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in model_files.items():
@@ -102,9 +110,11 @@ def make_block_sampler(model_files: dict[str, bytes], rows: int, block_rows: int
             sys.modules["torch"].set_num_threads(1)
         for batch in batches:
             for block in batch.column("id").to_pylist():
-                n = block_size(rows, block_rows, block)
-                table = model.sample_arrow(block_rows, seed=block_seed(seed, block), row_offset=block * block_rows)
-                table = table.slice(0, n).append_column("run_id", pa.repeat(pa.scalar(run_id), n))
+                n = layout.size(block)
+                table = model.sample_arrow(layout.block_rows, seed=block_seed(seed, block),
+                                           row_offset=layout.row_offset(block)).slice(0, n)
+                for name, value in constants.items():
+                    table = table.append_column(name, pa.repeat(pa.scalar(value), n))
                 yield from table.cast(arrow_schema).to_batches()
 
     return generate

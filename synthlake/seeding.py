@@ -22,3 +22,23 @@ def block_count(rows: int, block_rows: int) -> int:
 def block_size(rows: int, block_rows: int, block_index: int) -> int:
     """Rows in block `block_index`: full blocks, the last one holding the remainder."""
     return min(block_rows, rows - block_index * block_rows)
+
+
+class BlockLayout:
+    """Where each block's rows go when rows come in batches of `batch_rows` (a run is one batch; a stream's
+    micro-batch b is batch b): batch b holds blocks b * per_batch ... b * per_batch + per_batch - 1, full
+    blocks of `block_rows` then the remainder, numbered from row b * batch_rows."""
+
+    def __init__(self, batch_rows: int, block_rows: int):
+        self.batch_rows, self.block_rows = batch_rows, block_rows
+        self.per_batch = block_count(batch_rows, block_rows)
+
+    def blocks(self, batch: int = 0) -> range:
+        return range(batch * self.per_batch, (batch + 1) * self.per_batch)
+
+    def size(self, block: int) -> int:
+        return block_size(self.batch_rows, self.block_rows, block % self.per_batch)
+
+    def row_offset(self, block: int) -> int:
+        batch, index = divmod(block, self.per_batch)
+        return batch * self.batch_rows + index * self.block_rows

@@ -18,58 +18,20 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from project_fixture import REPO, VENV_BIN, make_project, project_env
+from champion_fixture import register
+from project_fixture import VENV_BIN, make_project, project_env
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TIMEOUT = 30  # seconds, every request
 TYPES = ("application/json", "application/x-ndjson", "text/csv", "application/vnd.apache.arrow.stream",
          "application/vnd.apache.parquet")
-
-
-# ---- the registry, as the train and publish stages leave it ---------------------------------------
-def adult_frame(start: int, rows: int) -> pd.DataFrame:
-    from pipelines.config import load_dataset
-
-    names = [c.name for c in load_dataset(REPO / "conf/datasets/adult.yaml").columns]
-    frame = pd.read_csv(REPO / "data/adult/adult.data", header=None, names=names, skipinitialspace=True,
-                        na_values="?", skiprows=start, nrows=rows)
-    frame.insert(0, "id", "")  # generated, never learned
-    frame["seen_at"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(frame["fnlwgt"], unit="min")
-    return frame
-
-
-def register(root: Path, dataset: str, start: int) -> str:
-    """Fit a copula on 300 rows from `start`, log and register it as synthlake-<dataset>, make it champion."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from pipelines import tracking
-    from pipelines.config import load_dataset
-    from pipelines.context import RunContext
-    from synthlake.generators.gaussian_copula import GaussianCopulaGenerator
-    from synthlake.metadata import ColumnSpec, TableMetadata
-
-    columns = load_dataset(REPO / "conf/datasets/adult.yaml").columns
-    metadata = TableMetadata(columns=[ColumnSpec(name="id", kind="identifier"), *columns,
-                                      ColumnSpec(name="seen_at", kind="datetime")], target="income")
-    model = GaussianCopulaGenerator(metadata).fit(adult_frame(start, 300))
-    folder = root / "models" / f"{dataset}-{start}"
-    model.save(folder)
-    model.freeze().save(folder)
-    ctx = RunContext.open(str(root / "conf/datasets/adult.yaml"), "serve-test", env_name="local")
-    with mlflow.start_run(experiment_id=tracking.setup(ctx)):
-        version = str(tracking.log_model(folder, f"synthlake-{dataset}").registered_model_version)
-    MlflowClient().set_registered_model_alias(f"synthlake-{dataset}", tracking.CHAMPION, version)
-    return version
 
 
 @pytest.fixture(scope="module")

@@ -43,3 +43,15 @@ def test_blocks_cover_exactly_the_rows(rows, block_rows):
     assert all(1 <= s <= block_rows for s in sizes)
     assert all(s == block_rows for s in sizes[:-1]), "only the last block may be short"
     assert count == 1 or (count - 1) * block_rows < rows <= count * block_rows
+
+
+def test_block_layout_numbers_batches_of_blocks():
+    """A run is batch 0 of its layout; a stream's batch b starts at row b * batch_rows, block b * per_batch."""
+    from synthlake.seeding import BlockLayout
+
+    layout = BlockLayout(batch_rows=250, block_rows=100)
+    assert layout.per_batch == 3 and list(layout.blocks(2)) == [6, 7, 8]
+    assert [layout.size(b) for b in layout.blocks(2)] == [100, 100, 50]
+    assert [layout.row_offset(b) for b in layout.blocks(2)] == [500, 600, 700]
+    run = BlockLayout(batch_rows=1000, block_rows=300)
+    assert [(run.size(b), run.row_offset(b)) for b in run.blocks()] == [(300, 0), (300, 300), (300, 600), (100, 900)]
