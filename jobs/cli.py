@@ -16,6 +16,7 @@ EPILOG = f"""examples:
   synthlake {STAGE_NAMES[0]} conf/datasets/adult.yaml --run-id my-run      (then {', '.join(STAGE_NAMES[1:])})
   synthlake infer-config data/customers.parquet --name customers
   synthlake generators                                            (hyper-parameters for params.yaml)
+  synthlake export conf/datasets/adult.yaml --run-id my-run --format csv --to exports/adult   (a published run)
   synthlake serve --port 8000                                     (rows over HTTP from the champion models)
   synthlake stream conf/datasets/adult.yaml --rows-per-second 1000  (a Delta table fed by micro-batches)
 """
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "train.hyper.<generator>).")
     gens.set_defaults(handler=lambda args: print(describe_generators()))
 
+    _add_export(sub)
     _add_serve(sub)
     _add_stream(sub)
 
@@ -211,6 +213,41 @@ def _infer(args) -> None:
                         header=not args.no_header, sample_rows=args.sample_rows, force=args.force,
                         env_name=args.env)
     print(f"wrote {path}; review it, then: synthlake run {path}")
+
+
+def _add_export(sub) -> None:
+    export = sub.add_parser("export", help="write a published run's rows as CSV, JSON, Parquet or a PostgreSQL table",
+                            description="Write one run's partition of the published table (never staging) with "
+                                        "the configured columns and types, without run_id. A re-export replaces "
+                                        "the previous one whole; a failure leaves it as it was. Files: --to is a "
+                                        "folder (replaced only if missing, empty or an earlier export). jdbc: --to "
+                                        "is jdbc:postgresql://HOST:PORT/DATABASE, the table is created from the "
+                                        "config's types; the password comes from $SYNTHLAKE_JDBC_PASSWORD.")
+    export.add_argument("config", help="dataset config, e.g. conf/datasets/adult.yaml")
+    export.add_argument("--run-id", required=True, help="the published run to export")
+    export.add_argument("--format", required=True, choices=["csv", "json", "parquet", "jdbc"],
+                        help="csv (with a header), json (JSON Lines), parquet or jdbc (a PostgreSQL table)")
+    export.add_argument("--to", required=True, metavar="TARGET", help="a folder, or a JDBC URL for jdbc")
+    export.add_argument("--files", type=int, default=1, help="csv/json/parquet: at most this many files (1)")
+    export.add_argument("--table", help="jdbc: [SCHEMA.]TABLE, used as written (default: the dataset's name)")
+    export.add_argument("--user", help="jdbc: the database user")
+    export.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+    export.set_defaults(handler=_export)
+
+
+def _export(args) -> None:
+    from pipelines import export
+    from pipelines.context import RunContext
+    from pipelines.spark import get_spark
+
+    ctx = RunContext.open(args.config, args.run_id, env_name=args.env)
+    spec = export.ExportSpec(args.format, args.to, args.files, args.table, args.user).checked(ctx.dataset)
+    spark = get_spark(ctx.env, app_name=f"synthlake-export-{ctx.dataset.name}",
+                      extra_packages=export.spark_packages(spec.format))
+    result = export.run(ctx, spark, spec)
+    where = f"table {result['table']} at {result['target']}" if spec.format == "jdbc" else result["target"]
+    print(f"[synthlake] export: {result['rows']} rows of run {ctx.run_id} ({ctx.dataset.name}, published table "
+          f"version {result['published_version']}) -> {where} ({spec.format})", flush=True)
 
 
 if __name__ == "__main__":

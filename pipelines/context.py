@@ -68,9 +68,13 @@ class RunContext:
         """The SQL predicate of this run's partition (safe to inline: run ids are validated above)."""
         return f"run_id = '{self.run_id}'"
 
-    def read_partition(self, spark, kind: str):
-        """This run's rows of a Delta output table ("staging" or "published"), run_id column included."""
-        return spark.read.format("delta").load(self.table_path(kind)).where(self.partition_filter)
+    def read_partition(self, spark, kind: str, version: int | None = None):
+        """This run's rows of a Delta output table ("staging" or "published"), run_id column included; as of
+        table `version` if given (one snapshot for every job on the result), else the latest."""
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.table_path(kind)).where(self.partition_filter)
 
     @property
     def model_name(self) -> str:

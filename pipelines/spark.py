@@ -29,7 +29,9 @@ def delta_package() -> str:
     return builder._options["spark.jars.packages"]
 
 
-def get_spark(env: EnvConfig, app_name: str = "synthlake"):
+def get_spark(env: EnvConfig, app_name: str = "synthlake", extra_packages: list[str] | None = None):
+    """A Spark session (one already started in this process is returned as it is). `extra_packages`: Maven
+    coordinates Spark fetches besides Delta's, e.g. a JDBC driver; under spark-submit they come from --packages."""
     from delta.pip_utils import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
 
@@ -41,7 +43,7 @@ def get_spark(env: EnvConfig, app_name: str = "synthlake"):
         builder = builder.config(key, value)
     if not under_spark_submit():
         builder = builder.master(env.spark.master).config("spark.jars.ivy", resolve(env.ivy_dir))
-        builder = configure_spark_with_delta_pip(builder)
+        builder = configure_spark_with_delta_pip(builder, extra_packages=extra_packages)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
