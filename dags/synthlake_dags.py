@@ -25,6 +25,11 @@ project home      env ``SYNTHLAKE_HOME`` of the worker, else the folder above ``
 Ivy cache         ``ivy_dir`` of the environment's yaml (relative to the home), else ``<home>/var/ivy``
 Python            the worker's interpreter (``sys.executable``): ``PYSPARK_PYTHON`` for driver and
                   executors, and its ``bin/`` (where pip put ``spark-submit``) goes first on ``PATH``
+packages          Delta's jar, and the openlineage-spark listener's where the environment's yaml sets
+                  ``openlineage.spark_listener: true``
+lineage parent    where Airflow's OpenLineage provider sends events (``[openlineage] transport``): the
+                  task's run and the DAG's run, as ``OPENLINEAGE_PARENT_ID`` and
+                  ``OPENLINEAGE_ROOT_PARENT_ID`` for the job, whose stage run names them as its parent
 ================  ====================================================================================
 
 Exit codes of the jobs: 0 done, 1 a crash (retried), 2 bad configuration or arguments, 3 a refused stage
@@ -49,9 +54,11 @@ from pipelines.stages import STAGE_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # no I/O: just the path of this file
 
-# Maven coordinates of the Delta jar for spark-submit --packages. Kept as a constant so that parsing
-# stays light; tests/integration/test_dags.py asserts it equals pipelines.spark.delta_package().
+# Maven coordinates of the Delta jar for spark-submit --packages, and of the OpenLineage Spark listener's. Kept
+# as constants so that parsing stays light; tests/integration/test_dags.py asserts they equal
+# pipelines.spark.delta_package() and pipelines.lineage.SPARK_PACKAGE.
 DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+OPENLINEAGE_SPARK_PACKAGE = "io.openlineage:openlineage-spark_2.13:1.53.0"
 
 DEFAULT_CONN_ID = "spark_local"
 CONN_ID_VARIABLE = "synthlake_spark_conn_id"
@@ -89,15 +96,40 @@ def synthlake_env_default() -> str:
     return os.environ.get("SYNTHLAKE_ENV") or "local"
 
 
+def _env_settings(env_name: str) -> dict[str, Any]:
+    """conf/env/<env_name>.yaml of the home as plain YAML ({} where there is none)."""
+    env_file = Path(synthlake_home()) / "conf" / "env" / f"{env_name}.yaml"
+    data = yaml.safe_load(env_file.read_text()) if env_file.is_file() else None
+    return data if isinstance(data, dict) else {}
+
+
 def synthlake_ivy_dir(env_name: str) -> str:
     """Spark's Ivy cache for --packages: the environment's `ivy_dir`, resolved against the home."""
-    home = Path(synthlake_home())
-    ivy = "var/ivy"
-    env_file = home / "conf" / "env" / f"{env_name}.yaml"
-    if env_file.is_file():
-        data = yaml.safe_load(env_file.read_text()) or {}
-        ivy = os.path.expandvars(str(data.get("ivy_dir") or ivy))
-    return str((home / ivy).resolve()) if "://" not in ivy else ivy
+    ivy = os.path.expandvars(str(_env_settings(env_name).get("ivy_dir") or "var/ivy"))
+    return str((Path(synthlake_home()) / ivy).resolve()) if "://" not in ivy else ivy
+
+
+def synthlake_packages(env_name: str) -> str:
+    """spark-submit's --packages: Delta's jar, and the OpenLineage Spark listener's where the environment turns
+    it on (pipelines.config.OpenLineageEnv: enabled, default true; spark_listener, default false)."""
+    lineage = _env_settings(env_name).get("openlineage") or {}
+    listener = lineage.get("enabled", True) is True and lineage.get("spark_listener", False) is True
+    return ",".join([DELTA_PACKAGE, *([OPENLINEAGE_SPARK_PACKAGE] if listener else [])])
+
+
+def synthlake_lineage_parent(task_instance: Any, root: bool = False) -> str:
+    """``namespace/job/run id`` of the task's OpenLineage run (`root`: the DAG run's) as Airflow's OpenLineage
+    provider names it in its own events; empty where the provider sends none (no transport configured)."""
+    try:
+        task_instance.dag_id  # noqa: B018 - rendered without a task instance (a test), there is no run
+    except Exception:  # noqa: BLE001 - Jinja's Undefined raises its own error
+        return ""
+    from airflow.providers.openlineage.conf import is_disabled
+    from airflow.providers.openlineage.plugins.macros import lineage_parent_id, lineage_root_parent_id
+
+    if is_disabled():
+        return ""
+    return (lineage_root_parent_id if root else lineage_parent_id)(task_instance)
 
 
 def safe_run_id(value: Any) -> str:
@@ -121,6 +153,8 @@ MACROS = {
     "synthlake_path": synthlake_path,
     "synthlake_env_default": synthlake_env_default,
     "synthlake_ivy_dir": synthlake_ivy_dir,
+    "synthlake_packages": synthlake_packages,
+    "synthlake_lineage_parent": synthlake_lineage_parent,
 }
 FILTERS = {"synthlake_run_id": safe_run_id}
 
@@ -129,6 +163,7 @@ _ENV_EXPR = f"var.value.get('{ENV_VARIABLE}', synthlake_env_default())"
 ENV_NAME = "{{ " + _ENV_EXPR + " }}"
 CONN_ID = "{{ var.value.get('" + CONN_ID_VARIABLE + "', '" + DEFAULT_CONN_ID + "') }}"
 SPARK_CONF = {"spark.jars.ivy": "{{ synthlake_ivy_dir(" + _ENV_EXPR + ") }}"}
+PACKAGES = "{{ synthlake_packages(" + _ENV_EXPR + ") }}"
 ENV_VARS = {
     "PYSPARK_PYTHON": "{{ synthlake_python() }}",
     "PYSPARK_DRIVER_PYTHON": "{{ synthlake_python() }}",
@@ -143,6 +178,9 @@ ENV_VARS = {
     "GX_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
     "DO_NOT_TRACK": "1",
+    # the parent of the stage's OpenLineage run (pipelines.lineage): this task's run, under the DAG run
+    "OPENLINEAGE_PARENT_ID": "{{ synthlake_lineage_parent(ti) }}",
+    "OPENLINEAGE_ROOT_PARENT_ID": "{{ synthlake_lineage_parent(ti, root=True) }}",
 }
 
 DEFAULT_ARGS = {
@@ -190,7 +228,7 @@ def stage_task(stage: str, args: list[str]) -> SynthlakeStageOperator:
         application=str(PROJECT_ROOT / "jobs" / f"{stage}_job.py"),
         application_args=args,
         name=f"synthlake-{stage}",
-        packages=DELTA_PACKAGE,
+        packages=PACKAGES,
         conf=dict(SPARK_CONF),
         env_vars=dict(ENV_VARS),
         execution_timeout=STAGE_TIMEOUT[stage],

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 
-from jobs.common import add_run_arguments, guarded, open_context, quiet_services, run_stage
+from jobs.common import add_run_arguments, guarded, open_context, quiet_services, run_alone, run_stage
 from pipelines.stages import STAGE_NAMES
 
 EPILOG = f"""examples:
@@ -153,25 +153,27 @@ def _open_checked(args, run_id: str):
 
 
 def _run_one(stage: str, args) -> None:
-    from pipelines.spark import get_spark
-
-    ctx = _open_checked(args, args.run_id)
-    run_stage(stage, ctx, get_spark(ctx.env, app_name=f"synthlake-{stage}-{ctx.dataset.name}"))
+    run_alone(stage, _open_checked(args, args.run_id))
 
 
 def _run_all(args) -> None:
+    """The five stages in one Spark session; in OpenLineage, one run of job <dataset>.run, the parent of the
+    stages' runs and of Spark's own events."""
     from pipelines.config import load_dataset
+    from pipelines.lineage import pipeline_run, stage_run
     from pipelines.spark import get_spark
 
     run_id = args.run_id or new_run_id(load_dataset(args.config).name)
     ctx = _open_checked(args, run_id)
-    spark = get_spark(ctx.env, app_name=f"synthlake-run-{ctx.dataset.name}")
-    results = {}
-    try:
-        for stage in STAGE_NAMES:
-            results[stage] = run_stage(stage, ctx, spark)
-    finally:
-        _print_summary(ctx, results)
+    with pipeline_run(ctx) as lineage:
+        spark = get_spark(ctx.env, app_name=f"synthlake-run-{ctx.dataset.name}", lineage_parent=lineage)
+        results = {}
+        try:
+            for stage in STAGE_NAMES:
+                with stage_run(ctx, stage, parent=lineage):
+                    results[stage] = run_stage(stage, ctx, spark)
+        finally:
+            _print_summary(ctx, results)
 
 
 def _print_summary(ctx, results: dict) -> None:

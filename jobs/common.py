@@ -50,6 +50,18 @@ def run_stage(stage: str, ctx, spark) -> dict:
     return result
 
 
+def run_alone(stage: str, ctx) -> dict:
+    """One stage in a Spark session of its own (jobs/<stage>_job.py, `synthlake <stage>`), as one OpenLineage run
+    (pipelines.lineage): START before Spark starts, COMPLETE or FAIL at the end; the parent of Spark's own events
+    where the environment turns them on."""
+    from pipelines.lineage import stage_run
+    from pipelines.spark import get_spark
+
+    with stage_run(ctx, stage) as lineage:
+        spark = get_spark(ctx.env, app_name=f"synthlake-{stage}-{ctx.dataset.name}", lineage_parent=lineage)
+        return run_stage(stage, ctx, spark)
+
+
 def guarded(fn) -> int:
     """Our errors become a message and an exit code: 2 bad configuration or arguments, 3 a stage refused
     (failed gate, missing earlier stage, bad source data). Anything else is a crash: traceback, exit 1."""
@@ -75,9 +87,6 @@ def stage_main(stage: str, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def go():
-        from pipelines.spark import get_spark
-
-        ctx = open_context(args, args.run_id)
-        run_stage(stage, ctx, get_spark(ctx.env, app_name=f"synthlake-{stage}-{ctx.dataset.name}"))
+        run_alone(stage, open_context(args, args.run_id))
 
     return guarded(go)

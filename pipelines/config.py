@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthlake.metadata import ColumnSpec, PrivacyBudget, TableMetadata
 
@@ -139,12 +139,43 @@ class MlflowEnv(Strict):
     experiment: str = "synthlake"
 
 
+class OpenLineageEnv(Strict):
+    """Where the stages' OpenLineage events go (pipelines.lineage): appended to files under `path`, or POSTed to
+    an OpenLineage HTTP endpoint such as Marquez."""
+
+    enabled: bool = True
+    namespace: str = Field("synthlake", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$")  # of the jobs
+    transport: Literal["file", "http"] = "file"
+    path: str = "var/lineage"  # file: the folder of the event files (one JSON event a line, appended)
+    url: str | None = None  # http: the endpoint's base URL, e.g. http://marquez:5000
+    endpoint: str = "api/v1/lineage"  # http: the path under `url`
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # http: env var of a bearer key
+    timeout_s: float = Field(5.0, gt=0, le=300)  # http: per request
+    spark_listener: bool = False  # also Spark's own events (the openlineage-spark listener): one per action
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _transport_settings(self) -> OpenLineageEnv:
+        if self.transport == "http" and not self.url:
+            raise ValueError("transport http needs url")
+        if self.transport == "file" and (self.url or self.api_key_env):
+            raise ValueError("url and api_key_env are settings of transport http, not file")
+        return self
+
+
 class EnvConfig(Strict):
     work_dir: str = "var"  # run folders (profiles, models, verdicts); shared storage on a cluster
     lake_dir: str = "var/lake"  # Delta tables
     ivy_dir: str = "var/ivy"  # Spark's Ivy cache for the Delta jar (resolved from Maven Central once)
     spark: SparkEnv = Field(default_factory=SparkEnv)
     mlflow: MlflowEnv = Field(default_factory=MlflowEnv)
+    openlineage: OpenLineageEnv = Field(default_factory=OpenLineageEnv)
 
 
 # ---- loading ----------------------------------------------------------------------------------------

@@ -29,9 +29,12 @@ def delta_package() -> str:
     return builder._options["spark.jars.packages"]
 
 
-def get_spark(env: EnvConfig, app_name: str = "synthlake", extra_packages: list[str] | None = None):
+def get_spark(env: EnvConfig, app_name: str = "synthlake", extra_packages: list[str] | None = None,
+              lineage_parent=None):
     """A Spark session (one already started in this process is returned as it is). `extra_packages`: Maven
-    coordinates Spark fetches besides Delta's, e.g. a JDBC driver; under spark-submit they come from --packages."""
+    coordinates Spark fetches besides Delta's, e.g. a JDBC driver; under spark-submit they come from --packages.
+    `lineage_parent`: the pipelines.lineage run that starts the session, the parent of Spark's own OpenLineage
+    events where the environment turns the openlineage-spark listener on."""
     from delta.pip_utils import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
 
@@ -39,11 +42,44 @@ def get_spark(env: EnvConfig, app_name: str = "synthlake", extra_packages: list[
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    for key, value in {**DELTA_CONF, **env.spark.conf}.items():
+    listener = lineage_conf(env, app_name, lineage_parent)
+    for key, value in {**DELTA_CONF, **env.spark.conf, **listener}.items():
         builder = builder.config(key, value)
     if not under_spark_submit():
+        from pipelines.lineage import SPARK_PACKAGE
+
+        packages = [*(extra_packages or []), *([SPARK_PACKAGE] if listener else [])]
         builder = builder.master(env.spark.master).config("spark.jars.ivy", resolve(env.ivy_dir))
-        builder = configure_spark_with_delta_pip(builder, extra_packages=extra_packages)
+        builder = configure_spark_with_delta_pip(builder, extra_packages=packages or None)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def lineage_conf(env: EnvConfig, app_name: str, parent=None) -> dict[str, str]:
+    """The openlineage-spark listener's conf (pipelines.lineage.spark_conf), merged into the environment's
+    listeners and driver options; {} when it is off, or under a spark-submit not given its package."""
+    from pipelines.lineage import SPARK_PACKAGE, spark_conf
+
+    conf = spark_conf(env, app_name, parent)
+    if not conf:
+        return {}
+    if under_spark_submit() and not _submitted_with(SPARK_PACKAGE.split(":")[1]):
+        print(f"[synthlake] lineage: openlineage.spark_listener is on, but spark-submit was not given --packages "
+              f"{SPARK_PACKAGE}: no events from Spark itself", file=sys.stderr, flush=True)
+        return {}
+    # the listener reaches into a class loader of java.base when Spark loaded it from --packages
+    conf["spark.driver.extraJavaOptions"] = "--add-opens=java.base/java.security=ALL-UNNAMED"
+    for key, sep in (("spark.extraListeners", ","), ("spark.driver.extraJavaOptions", " ")):
+        if env.spark.conf.get(key):
+            conf[key] = f"{env.spark.conf[key]}{sep}{conf[key]}"
+    return conf
+
+
+def _submitted_with(artifact: str) -> bool:
+    """Whether spark-submit put a jar of `artifact` on the driver's classpath (its --packages or --jars)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # the gateway spark-submit started: its conf is the JVM's
+    conf = SparkConf()
+    return any(artifact in conf.get(key, "") for key in ("spark.jars", "spark.jars.packages"))

@@ -16,15 +16,24 @@ class Stage(NamedTuple):
     name: str
     writes: tuple[str, ...]  # what it leaves in the run folder (names of pipelines.records.LAYOUT)
     reads: tuple[str, ...]  # what earlier stages left that it needs
+    # what it reads and writes outside the run folder (pipelines.lineage names them as OpenLineage datasets):
+    # "source" (the dataset's source), the Delta tables "staging", "published" and "audit", and
+    # "registered_model" (the dataset's model in the MLflow registry)
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
 
 STAGES = (
-    Stage("profile", writes=("profile",), reads=()),
-    Stage("train", writes=("train", "model"), reads=("profile",)),
-    Stage("sample", writes=("sample",), reads=("train", "model")),
+    Stage("profile", writes=("profile",), reads=(), inputs=("source",)),
+    Stage("train", writes=("train", "model"), reads=("profile",), inputs=("source",),
+          outputs=("registered_model",)),
+    Stage("sample", writes=("sample",), reads=("train", "model"), inputs=("registered_model",),
+          outputs=("staging",)),
     Stage("validate", writes=("gx_result", "verdict", "report", "metrics", "column_shapes", "dcr"),
-          reads=("profile", "train", "sample")),
-    Stage("publish", writes=("publish",), reads=("profile", "train", "sample", "verdict")),
+          reads=("profile", "train", "sample"), inputs=("source", "staging")),
+    # the champion alias it sets points at the registered model version it read
+    Stage("publish", writes=("publish",), reads=("profile", "train", "sample", "verdict"),
+          inputs=("staging", "registered_model"), outputs=("published", "audit")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 

@@ -29,6 +29,7 @@ HEAVY = ["pyspark", "pandas", "mlflow", "torch", "great_expectations", "deltalak
 LIGHT = ["pipelines", "pipelines.stages"]  # the stage list, plain Python: all the DAGs may import of the project
 # the home's params.yaml, other than the repo's: the on-demand DAG's defaults must come from it
 HOME_PARAMS = {"seed": 9, "rows": 1234}
+LISTENER_ENV = "with_listener"  # an environment of the home whose yaml turns the OpenLineage Spark listener on
 
 # Parses dags/ in a DagBag and prints what the tests check, as one line of JSON.
 SUMMARY = textwrap.dedent(
@@ -65,9 +66,10 @@ SUMMARY = textwrap.dedent(
         task = bag.dags[dag_id].task_dict[task_id]
         task.render_template_fields(context)
         return {"conn_id": task.conn_id, "args": task.application_args, "conf": task.conf,
-                "env_vars": task.env_vars}
+                "env_vars": task.env_vars, "packages": task.packages}
 
     manual = "manual__2026-11-22T19:30:00.123456+00:00"
+    LISTENER_ENV = sys.argv[4]
     params = {"dataset": "adult", "rows": 123, "seed": 5}
     rendered = {
         "on_demand": render("synthlake_on_demand", "sample", run_id=manual, params=params, var=Variables(
@@ -76,6 +78,8 @@ SUMMARY = textwrap.dedent(
                           ds_nodash="20261123", params={}, var=Variables({})),
         "nightly_no_date": render("synthlake_nightly", "profile", run_id="manual__x y", params={},
                                   var=Variables({})),
+        "spark_listener": render("synthlake_on_demand", "train", run_id=manual, params=params,
+                                 var=Variables({"synthlake_env": LISTENER_ENV})),
     }
     to_run_id = bag.dags["synthlake_on_demand"].user_defined_filters["synthlake_run_id"]
     run_ids = {given: to_run_id(given) for given in json.loads(sys.argv[3])}
@@ -124,10 +128,13 @@ def summary(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("dagbag")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump({**params, **HOME_PARAMS}, sort_keys=False))
+    listener_env = root / "conf" / "env" / f"{LISTENER_ENV}.yaml"
+    listener_env.parent.mkdir(parents=True)
+    listener_env.write_text(yaml.safe_dump({"openlineage": {"spark_listener": True}}))
     env = airflow_env(root, root / "airflow")
     started = time.monotonic()
-    proc = _run(SUMMARY, [str(DAGS), ",".join(HEAVY), json.dumps(AIRFLOW_RUN_IDS + ODD_RUN_IDS)], env, root,
-                timeout=180)
+    proc = _run(SUMMARY, [str(DAGS), ",".join(HEAVY), json.dumps(AIRFLOW_RUN_IDS + ODD_RUN_IDS), LISTENER_ENV],
+                env, root, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = _tagged_json(proc.stdout, "SUMMARY")
     result["home"] = str(root)
@@ -182,12 +189,15 @@ def test_parsing_imports_nothing_heavy(summary):
     assert summary["heavy_modules"] == LIGHT
 
 
-def test_delta_package_matches_installed_delta_spark(summary):
+def test_packages_are_delta_and_the_lineage_listener_where_the_environment_turns_it_on(summary):
+    from pipelines.lineage import SPARK_PACKAGE
     from pipelines.spark import delta_package
 
-    expected = delta_package()
-    for dag in summary["dags"].values():
-        assert {t["packages"] for t in dag["tasks"].values()} == {expected}
+    for dag in summary["dags"].values():  # resolved when a task runs, from its environment's yaml
+        assert {"synthlake_packages(" in t["packages"] for t in dag["tasks"].values()} == {True}
+    rendered = summary["rendered"]
+    assert rendered["on_demand"]["packages"] == rendered["nightly"]["packages"] == delta_package()
+    assert rendered["spark_listener"]["packages"] == f"{delta_package()},{SPARK_PACKAGE}"
 
 
 def test_airflow_run_ids_are_valid_synthlake_run_ids(summary):
@@ -210,6 +220,8 @@ def test_templates_render_to_the_jobs_command_line(summary):
     assert on_demand["env_vars"]["SYNTHLAKE_HOME"] == home
     assert on_demand["env_vars"]["PYTHONSAFEPATH"] == "1"
     assert on_demand["env_vars"]["PYSPARK_PYTHON"] == sys.executable
+    # no task instance in this context, and no OpenLineage transport configured: no parent run to pass on
+    assert on_demand["env_vars"]["OPENLINEAGE_PARENT_ID"] == on_demand["env_vars"]["OPENLINEAGE_ROOT_PARENT_ID"] == ""
     assert on_demand["env_vars"]["PATH"].split(os.pathsep)[0] == str(VENV_BIN)
     assert on_demand["conf"]["spark.jars.ivy"] == f"{home}/var/ivy"  # no conf/env/other.yaml there
 
@@ -226,7 +238,12 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
 
     root = make_project(tmp_path / "project")
     airflow_home = tmp_path / "airflow"
-    env = airflow_env(root, airflow_home)
+    # Airflow's OpenLineage provider sends the tasks' events to a file beside the stages' (pipelines.lineage)
+    lineage = root / "var" / "lineage"
+    lineage.mkdir(parents=True)
+    env = airflow_env(root, airflow_home, AIRFLOW__OPENLINEAGE__NAMESPACE="synthlake",
+                      AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
+                          {"type": "file", "log_file_path": str(lineage / "airflow.ndjson"), "append": True}))
     assert (VENV_BIN / "spark-submit").exists()
 
     started = time.monotonic()
@@ -256,6 +273,24 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
     assert len(mine) == rows
     assert set(published["run_id"]) == {run["run_id"]}
     assert {"age", "income"} <= set(mine.columns)
+
+    # OpenLineage: each task's START and COMPLETE from Airflow, and the stage's run under that task's run
+    def events(name: str) -> list[dict]:
+        return [json.loads(line) for line in (lineage / name).read_text().splitlines() if line.strip()]
+
+    tasks, stages = events("airflow.ndjson"), events("synthlake.ndjson")
+    for stage in STAGES:
+        task = [e for e in tasks if e["job"]["name"] == f"synthlake_on_demand.{stage}"]
+        assert [e["eventType"] for e in task] == ["START", "COMPLETE"], stage
+        assert task[0]["job"]["namespace"] == "synthlake"
+        ours = [e for e in stages if e["job"]["name"] == f"adult.{stage}"]
+        assert [e["eventType"] for e in ours] == ["START", "COMPLETE"], stage
+        assert ours[0]["inputs"] and ours[0]["outputs"], stage  # which ones: tests/integration/test_lineage.py
+        for event in ours:
+            parent = event["run"]["facets"]["parent"]
+            assert (parent["job"]["name"], parent["run"]["runId"]) == (task[0]["job"]["name"],
+                                                                       task[0]["run"]["runId"]), stage
+            assert parent["root"]["job"]["name"] == "synthlake_on_demand"
 
 
 @pytest.mark.slow
