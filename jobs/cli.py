@@ -19,6 +19,7 @@ EPILOG = f"""examples:
   synthlake export conf/datasets/adult.yaml --run-id my-run --format csv --to exports/adult   (a published run)
   synthlake serve --port 8000                                     (rows over HTTP from the champion models)
   synthlake stream conf/datasets/adult.yaml --rows-per-second 1000  (a Delta table fed by micro-batches)
+  synthlake sql --port 10000                                      (BI tools: jdbc:hive2://127.0.0.1:10000/synthetic)
 """
 
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_export(sub)
     _add_serve(sub)
     _add_stream(sub)
+    _add_sql(sub)
 
     args = parser.parse_args(argv)
     return guarded(lambda: args.handler(args))
@@ -120,6 +122,29 @@ def _stream(args) -> None:
     version, files = stream.champion_files(spec.env, dataset.name)  # refused before Spark starts
     batches = stream.run(spec, get_spark(spec.env, app_name=f"synthlake-stream-{dataset.name}"), version, files)
     print(f"[synthlake] stream {spec.stream_name}: stopped after {batches} micro-batches", flush=True)
+
+
+def _add_sql(sub) -> None:
+    sql = sub.add_parser("sql", help="Spark's Thrift JDBC/ODBC server over the published tables (for BI tools)",
+                         description="Register each dataset's published and audit tables in the environment's "
+                                     "catalog (database `synthetic` by default) and serve them over HiveServer2's "
+                                     "protocol: connect with jdbc:hive2://HOST:PORT/synthetic, PyHive or an ODBC "
+                                     "driver for Spark/Hive. Loopback only (no authentication). Stop with Ctrl-C.")
+    sql.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (127.0.0.1)")
+    sql.add_argument("--port", type=int, default=10000, help="port (10000)")
+    sql.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+    sql.add_argument("--dataset", action="append", dest="datasets", metavar="NAME",
+                     help="a dataset whose tables to serve, repeatable (default: every conf/datasets/*.yaml)")
+    sql.add_argument("--sync-interval", type=float, default=10.0, metavar="SECONDS",
+                     help="look for newly published tables this often (10)")
+    sql.set_defaults(handler=_sql)
+
+
+def _sql(args) -> None:
+    from pipelines import sql_server
+    from pipelines.config import dataset_configs, load_env
+
+    sql_server.serve(load_env(args.env), args.host, args.port, dataset_configs(args.datasets), args.sync_interval)
 
 
 def describe_generators() -> str:

@@ -9,6 +9,7 @@ Every model forbids unknown keys, so a typo is an error that names the key, not 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -169,13 +170,36 @@ class OpenLineageEnv(Strict):
         return self
 
 
+class CatalogEnv(Strict):
+    """Where the published and audit tables are registered by name (pipelines.catalog)."""
+
+    database: str = Field("synthetic", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    metastore_dir: str = "var/metastore"  # `synthlake sql`'s embedded metastore (Derby) and warehouse
+    register_on_publish: bool = False  # with a shared metastore (spark.sql.catalogImplementation=hive)
+
+
 class EnvConfig(Strict):
     work_dir: str = "var"  # run folders (profiles, models, verdicts); shared storage on a cluster
     lake_dir: str = "var/lake"  # Delta tables
     ivy_dir: str = "var/ivy"  # Spark's Ivy cache for the Delta jar (resolved from Maven Central once)
     spark: SparkEnv = Field(default_factory=SparkEnv)
     mlflow: MlflowEnv = Field(default_factory=MlflowEnv)
+    catalog: CatalogEnv = Field(default_factory=CatalogEnv)
     openlineage: OpenLineageEnv = Field(default_factory=OpenLineageEnv)
+
+    def table_path(self, name: str) -> str:
+        """The Delta table folder `name` under lake_dir."""
+        return f"{resolve(self.lake_dir).rstrip('/')}/{name}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (where a server may go without auth)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # ---- loading ----------------------------------------------------------------------------------------
@@ -252,6 +276,15 @@ def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None
     data = _read_yaml(path) if path.exists() else {}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return _validate(Params, data, path)
+
+
+def dataset_configs(names: list[str] | None = None) -> list[DatasetConfig]:
+    """The named datasets' configs (conf/datasets/NAME.yaml), else every config in conf/datasets."""
+    folder = project_root() / "conf" / "datasets"
+    paths = [folder / f"{n}.yaml" for n in names] if names else sorted(folder.glob("*.yaml"))
+    if not paths:
+        raise ConfigError(f"{folder}: no dataset configs")
+    return [load_dataset(p) for p in paths]
 
 
 def load_env(name: str | None = None) -> EnvConfig:

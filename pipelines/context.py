@@ -60,8 +60,7 @@ class RunContext:
         return Path(resolve(self.env.work_dir)) / "runs" / self.dataset.name / self.run_id
 
     def table_path(self, kind: str) -> str:
-        name = getattr(self.dataset.output, kind)
-        return f"{resolve(self.env.lake_dir).rstrip('/')}/{name}"
+        return self.env.table_path(getattr(self.dataset.output, kind))
 
     @property
     def partition_filter(self) -> str:

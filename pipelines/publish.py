@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from pipelines import catalog
 from pipelines.context import RunContext, StageError
 from pipelines.records import PrivacySpent, ProfileRecord, PublishRecord, SampleRecord, TrainRecord, Verdict
 from pipelines.validate import HEADLINE, GateFailed
@@ -32,7 +33,7 @@ def run(ctx: RunContext, spark) -> dict:
         raise StageError(f"staging holds {rows} rows for run {ctx.run_id!r}, the sample stage wrote "
                          f"{expected}: re-run sample and validate")
     published = ctx.table_path("published")
-    (staged.write.format("delta").mode("overwrite").partitionBy("run_id")
+    (with_column_comments(staged, ctx).write.format("delta").mode("overwrite").partitionBy("run_id")
      .option("replaceWhere", ctx.partition_filter).save(published))
     _set_champion(ctx, trained)
     audit = {
@@ -46,11 +47,23 @@ def run(ctx: RunContext, spark) -> dict:
         "report": str(store.path("report")),
         "started_at": profile.created_at, "published_at": datetime.now(UTC),
     }
+    catalog.record_lineage(spark, published, audit)
     _upsert_audit(spark, ctx.table_path("audit"), audit)
+    if ctx.env.catalog.register_on_publish:
+        catalog.register(spark, ctx.env, ctx.dataset)
     result = PublishRecord(published_table=published, rows=rows, model_version=trained.model_version,
                            alias="champion", audit_table=ctx.table_path("audit"))
     store.write(result)
     return result.model_dump()
+
+
+def with_column_comments(frame, ctx: RunContext):
+    """The configured columns with their comments (kept by Delta when this write creates the table), run_id."""
+    from pyspark.sql import functions as F
+
+    columns = [F.col(catalog.quoted(c.name)).alias(c.name, metadata={"comment": catalog.column_comment(c)})
+               for c in ctx.dataset.columns]
+    return frame.select(*columns, "run_id")
 
 
 def _privacy_columns(privacy: PrivacySpent | None) -> dict:

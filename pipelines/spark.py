@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pipelines.config import EnvConfig, resolve
 
@@ -43,7 +44,9 @@ def get_spark(env: EnvConfig, app_name: str = "synthlake", extra_packages: list[
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     listener = lineage_conf(env, app_name, lineage_parent)
-    for key, value in {**DELTA_CONF, **env.spark.conf, **listener}.items():
+    # tables created by name go under the metastore's folder (pipelines.catalog), not ./spark-warehouse
+    warehouse = {"spark.sql.warehouse.dir": str(Path(resolve(env.catalog.metastore_dir)) / "warehouse")}
+    for key, value in {**DELTA_CONF, **warehouse, **env.spark.conf, **listener}.items():
         builder = builder.config(key, value)
     if not under_spark_submit():
         from pipelines.lineage import SPARK_PACKAGE

@@ -56,7 +56,7 @@ class StreamSpec:
 
     @property
     def table_path(self) -> str:
-        return f"{resolve(self.env.lake_dir).rstrip('/')}/{self.dataset.output.published}_stream"
+        return self.env.table_path(f"{self.dataset.output.published}_stream")
 
     @property
     def checkpoint(self) -> str:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib.abc
-import ipaddress
 import logging
 import os
 import signal
 import sys
 
-from pipelines.config import ConfigError, load_dataset, load_env, project_root
+from pipelines.config import ConfigError, dataset_configs, is_loopback, load_env
 
 TOKENS_VARIABLE = "SYNTHLAKE_SERVE_TOKENS"
-LOOPBACK_NAMES = ("localhost",)
 
 
 def serve(host: str, port: int, env_name: str | None, datasets: list[str] | None, max_rows: int,
@@ -55,15 +53,6 @@ def tokens_from_environment() -> tuple[str, ...]:
     return tuple(t.strip() for t in os.environ.get(TOKENS_VARIABLE, "").split(",") if t.strip())
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_settings(host: str, port: int, tokens: tuple[str, ...], max_rows: int, reload_s: float) -> None:
     if not tokens and not is_loopback(host):
         raise ConfigError(f"serving on {host} needs bearer tokens: set {TOKENS_VARIABLE} (comma-separated), "
@@ -77,12 +66,7 @@ def check_settings(host: str, port: int, tokens: tuple[str, ...], max_rows: int,
 
 
 def dataset_names(names: list[str] | None) -> list[str]:
-    """The named datasets (each conf/datasets/NAME.yaml must load), else every config in conf/datasets."""
-    folder = project_root() / "conf" / "datasets"
-    paths = [folder / f"{n}.yaml" for n in names] if names else sorted(folder.glob("*.yaml"))
-    if not paths:
-        raise ConfigError(f"{folder}: no dataset configs to serve")
-    return [load_dataset(p).name for p in paths]
+    return [d.name for d in dataset_configs(names)]
 
 
 class _NoSpark(importlib.abc.MetaPathFinder):

@@ -6,6 +6,7 @@ what it left behind, and what re-runs, other partition counts and a failing gate
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import deltalake
@@ -184,16 +185,36 @@ def test_champion_alias_points_at_the_published_version(completed):
     assert str(version.version) == results["train"]["model_version"]
 
 
+def test_published_table_carries_its_lineage(completed, spark):
+    """The table's comment and properties name the run it last published; its columns say what they are."""
+    ctx, results = completed
+    path = results["publish"]["published_table"]
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    fingerprint = ctx.store.read(ProfileRecord).source.fingerprint
+    model = f"{ctx.model_name} version {results['train']['model_version']}"
+    assert f"run {RUN}, model {model}, source fingerprint {fingerprint}" in detail["description"]
+    assert "no differential privacy, verdict passed" in detail["description"]
+    assert detail["properties"]["synthlake.run_id"] == RUN
+    assert detail["properties"]["synthlake.epsilon"] == "none"
+    schema = spark.read.format("delta").load(path).schema
+    assert schema["marital-status"].metadata["comment"].startswith("synthetic categorical column")
+
+
 def test_rerunning_a_run_id_replaces_instead_of_duplicating(completed, spark):
+    """Also with register_on_publish: the publish names the tables in Spark's catalog (here the session's)."""
     ctx, results = completed
     sample.run(ctx, spark)
     validate.run(ctx, spark)
-    publish.run(ctx, spark)
+    registering = dataclasses.replace(ctx, env=ctx.env.model_copy(update={
+        "catalog": ctx.env.catalog.model_copy(update={"register_on_publish": True})}))
+    publish.run(registering, spark)
     for kind in ("staging", "published"):
         n = spark.read.format("delta").load(ctx.table_path(kind)).where(f"run_id = '{RUN}'").count()
         assert n == ROWS, kind
     audit = spark.read.format("delta").load(ctx.table_path("audit")).where(f"run_id = '{RUN}'")
     assert audit.count() == 1
+    assert spark.table("synthetic.adult").where(f"run_id = '{RUN}'").count() == ROWS
+    assert spark.table("synthetic.synthlake_audit").where(f"run_id = '{RUN}'").count() == 1
 
 
 def test_same_seed_same_rows_with_1_and_4_partitions(completed, project, spark):
@@ -320,3 +341,49 @@ def test_gx_suite_catches_a_planted_bad_value(completed, spark):
               for r in result["results"] if not r["success"]}
     assert failed == {("expect_column_values_to_be_between", "age"),
                       ("expect_column_values_to_be_in_set", "sex")}
+
+
+def test_a_bi_tool_queries_the_published_tables_over_thrift(completed, project):
+    """`synthlake sql` registers the tables in its embedded metastore and serves them over HiveServer2's
+    protocol; PyHive connects as a BI tool's Hive driver would (SASL PLAIN, any user name)."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from project_fixture import VENV_BIN, project_env
+    from pyhive import hive
+
+    ctx, _ = completed
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = project / "sql.out"
+    with log.open("w") as out:
+        server = subprocess.Popen([str(VENV_BIN / "synthlake"), "sql", "--port", str(port)], cwd=project,
+                                  env=project_env(project), stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while "jdbc:hive2://" not in log.read_text():
+            assert server.poll() is None, f"synthlake sql exited with {server.returncode}"
+            assert time.monotonic() < deadline, "the SQL server did not start in 180 s"
+            time.sleep(0.5)
+        assert "synthetic.adult, synthetic.synthlake_audit" in log.read_text()
+        with hive.connect(host="127.0.0.1", port=port, username="bi", database="synthetic") as conn:
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT count(*) FROM adult WHERE run_id = '{RUN}'")
+            assert cursor.fetchall() == [(ROWS,)]
+            cursor.execute(f"SELECT verdict, `rows` FROM synthlake_audit WHERE run_id = '{RUN}'")
+            assert cursor.fetchall() == [("passed", ROWS)]
+            cursor.execute("SELECT `marital-status`, count(*) FROM adult GROUP BY 1")
+            assert sum(n for _, n in cursor.fetchall()) >= ROWS
+            cursor.execute("SELECT run_id FROM synthlake_audit ORDER BY published_at DESC LIMIT 1")
+            (latest,), = cursor.fetchall()
+            cursor.execute("DESCRIBE TABLE EXTENDED adult")
+            described = {row[0]: row[1:] for row in cursor.fetchall()}
+            assert described["age"][1].startswith("synthetic numeric column")
+            assert f"Latest: run {latest}, model {ctx.model_name} version" in described["Comment"][0]
+        assert (project / "var/metastore/metastore_db").is_dir()  # the embedded metastore, under var/
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
