@@ -25,7 +25,7 @@ from adult_data import ROOT, load_adult  # benchmarks/ is on sys.path when a scr
 from jobs.common import quiet_services
 from pipelines.config import EnvConfig, Params, load_dataset, load_env
 from pipelines.context import RunContext
-from pipelines.sample import write_staging
+from pipelines.sample import sampler_files, write_staging
 from pipelines.spark import get_spark
 from synthlake.generators import get_generator
 
@@ -46,8 +46,7 @@ def stage_rows_per_s(spark, model, rows: int, partitions: int, block_rows: int, 
     params = Params(rows=rows, sample={"partitions": partitions, "block_rows": block_rows, "writer": writer})
     env = EnvConfig(work_dir=str(work), lake_dir=str(work / "lake"))
     ctx = RunContext(str(ROOT / "conf/datasets/adult.yaml"), dataset, params, env, "bench-sampling")
-    model.freeze().save(work / "model")  # what the stage ships to its executors
-    files = {p.name: p.read_bytes() for p in (work / "model").iterdir()}
+    files = sampler_files(model.freeze())  # what the stage ships to its executors
     path = str(work / "lake" / "staging")
     _, seconds = timed(lambda: write_staging(spark, ctx, files, path))
     written = spark.read.format("delta").load(path).count()

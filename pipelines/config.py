@@ -63,6 +63,8 @@ class DatasetConfig(Strict):
     thresholds: dict[str, float | None] = Field(default_factory=dict)
     privacy: PrivacyBudget | None = None  # train with differential privacy (epsilon, delta)
     hyper: dict[str, Any] = Field(default_factory=dict)  # the generator's hyper-parameters, over params.yaml's
+    # business rules that hold on every generated row by construction (synthlake.rules; README: Rules)
+    rules: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_metadata(self) -> DatasetConfig:
@@ -73,7 +75,19 @@ class DatasetConfig(Strict):
             unknown = [c for c in cols if c and c not in names]
             if unknown:
                 raise ValueError(f"{key}: {unknown} are not configured columns")
+        rules = self.ruleset  # each rule's columns and kinds checked; the message names the rule
+        if rules is not None and self.privacy is not None:
+            rules.check_privacy()
         return self
+
+    @property
+    def ruleset(self):
+        """The dataset's rules (a synthlake.rules.RuleSet, not fitted), None without any."""
+        if not self.rules:
+            return None
+        from synthlake.rules import parse_rules
+
+        return parse_rules(self.rules, self.metadata)
 
     @property
     def sensitive_column(self) -> str | None:
@@ -92,6 +106,8 @@ class TrainParams(Strict):
     # generator name -> hyper-parameters; those not set take the generator's defaults. Names, defaults and
     # bounds: `synthlake generators`. Checked against the generator when the train stage starts.
     hyper: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # the share of training rows that may break a dataset rule (beyond it, train refuses, naming the rule)
+    max_rule_violations: float = Field(0.01, ge=0.0, le=1.0)
 
 
 class SampleParams(Strict):

@@ -24,17 +24,21 @@ def run(ctx: RunContext, spark) -> dict:
 
     trained = ctx.store.read(TrainRecord)
     sampler = tracking.load_sampler(ctx, trained.model_name, trained.model_version)
-    with tempfile.TemporaryDirectory() as tmp:  # executors get the sampler's files as bytes
-        sampler.save(tmp)
-        model_files = {p.name: p.read_bytes() for p in Path(tmp).iterdir()}
     path = ctx.table_path("staging")
-    write_staging(spark, ctx, model_files, path)
+    write_staging(spark, ctx, sampler_files(sampler), path)
     rows = ctx.read_partition(spark, "staging").count()
     result = SampleRecord(staging_table=path, rows=rows, partitions=ctx.params.sample.partitions,
                           seed=ctx.params.seed, model_version=trained.model_version,
                           writer=ctx.params.sample.writer)
     ctx.store.write(result)
     return result.model_dump()
+
+
+def sampler_files(sampler) -> dict[str, bytes]:
+    """A Sampler's saved files (path relative to its folder -> bytes): what executors load it from."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sampler.save(tmp)
+        return {str(p.relative_to(tmp)): p.read_bytes() for p in Path(tmp).rglob("*") if p.is_file()}
 
 
 def output_schema(ctx: RunContext):
@@ -104,6 +108,7 @@ def make_block_sampler(model_files: dict[str, bytes], layout: BlockLayout, seed:
 
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in model_files.items():
+                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)  # a RuledSampler's inner/
                 (Path(tmp) / name).write_bytes(data)
             model = load_sampler(tmp)
         if "torch" in sys.modules:  # a sampler that needs torch: Spark runs one task per core already

@@ -11,7 +11,6 @@ repeats a batch.
 from __future__ import annotations
 
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from pipelines import tracking
 from pipelines.config import ConfigError, DatasetConfig, EnvConfig, Params, registered_model_name, resolve
 from pipelines.context import StageError
-from pipelines.sample import block_frame, make_block_sampler
+from pipelines.sample import block_frame, make_block_sampler, sampler_files
 from pipelines.source import spark_schema
 from synthlake.seeding import BlockLayout
 
@@ -83,9 +82,7 @@ def champion_files(env: EnvConfig, dataset: str) -> tuple[str, dict[str, bytes]]
     if version is None:
         raise StageError(f"model {name} has no {tracking.CHAMPION!r} alias: publish a run of dataset "
                          f"{dataset!r} first")
-    with tempfile.TemporaryDirectory() as tmp:
-        tracking.registered_sampler(name, version).save(tmp)
-        return version, {p.name: p.read_bytes() for p in Path(tmp).iterdir()}
+    return version, sampler_files(tracking.registered_sampler(name, version))
 
 
 def run(spec: StreamSpec, spark, version: str, files: dict[str, bytes]) -> int:

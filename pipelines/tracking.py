@@ -12,6 +12,12 @@ MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHAMPION = "champion"
 
 
+def metric_name(name: str) -> str:
+    """A check's name as MLflow accepts it (letters, digits, _ - . / and spaces; ':' as '.'): any other
+    character, e.g. a quote in a column's name or the '#' of a rule's label, becomes '_'."""
+    return re.sub(r"[^\w.\- /]", "_", name.replace(":", "."))
+
+
 def tracking_uri(env: EnvConfig) -> str:
     """sqlite:///relative/path resolves against the project root, like every other path."""
     uri = env.mlflow.tracking_uri

@@ -22,10 +22,11 @@ def run(ctx: RunContext, spark) -> dict:
     store = ctx.store
     profile = store.read(ProfileRecord)
     p = ctx.params.train
-    model = build_model(ctx)
     table = _training_table(spark, ctx, profile)
+    rules = fit_rules(ctx, table)
+    model = build_model(ctx, None if rules is None else rules.learned_metadata())
     print(f"[synthlake] train: encoding {len(table)} rows", flush=True)
-    encoded = model.prepare(table, seed=ctx.params.seed)
+    encoded = model.prepare(table if rules is None else rules.transform(table), seed=ctx.params.seed)
 
     work = store.path("train_work")
     model_dir = store.path("model")
@@ -40,7 +41,8 @@ def run(ctx: RunContext, spark) -> dict:
         processes = 1
     # checkpoints outlive a killed attempt (train_work does not): a retry resumes from the last epoch
     checkpoints = store.path("train_checkpoints") if model.resumable else None
-    history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu, checkpoints)
+    history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu, checkpoints,
+                               None if rules is None else rules.state())
     shutil.rmtree(work)
     if checkpoints is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -77,17 +79,35 @@ def _privacy_spent(model_dir: Path) -> dict | None:
     return Generator.load(model_dir).privacy_report
 
 
-def build_model(ctx: RunContext):
-    """The dataset's generator with params.yaml's train.hyper.<generator>, the dataset config's `hyper` on
-    top; a bad name or value is a config error naming the setting."""
+def fit_rules(ctx: RunContext, table):
+    """The dataset's rules fitted on the training rows (None without rules); refused, naming the rule and the
+    share, when the rows break one more often than train.max_rule_violations allows."""
+    rules = ctx.dataset.ruleset
+    if rules is None:
+        return None
+    rules.fit(table)
+    allowed = ctx.params.train.max_rule_violations
+    for label, share in rules.violations(table).mean().items():
+        print(f"[synthlake] train: {label} broken by {share:.4%} of the training rows", flush=True)
+        if share > allowed:
+            raise StageError(f"{ctx.config_path} {label}: {share:.2%} of the source's training rows break it, "
+                             f"more than train.max_rule_violations ({allowed:.2%}): fix the rule or the data")
+    return rules
+
+
+def build_model(ctx: RunContext, metadata=None):
+    """The dataset's generator on `metadata` (default: the dataset's; with rules, the table they learn) with
+    params.yaml's train.hyper.<generator>, the dataset config's `hyper` on top; a bad name or value is a config
+    error naming the setting."""
     from synthlake.generators import get_generator
 
     name, privacy = ctx.dataset.generator, ctx.dataset.privacy
+    metadata = metadata or ctx.dataset.metadata
     hyper = hyper_settings(ctx)
     try:
         if privacy is None:
-            return get_generator(name)(ctx.dataset.metadata, **hyper)
-        return get_generator(name)(ctx.dataset.metadata, privacy=privacy.model_dump(), **hyper)
+            return get_generator(name)(metadata, **hyper)
+        return get_generator(name)(metadata, privacy=privacy.model_dump(), **hyper)
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"{ctx.config_path} generator {name!r} (its `hyper`, params.yaml train.hyper.{name} "
                           f"or `privacy`): {exc}") from exc
@@ -130,20 +150,22 @@ def _use_gpu(spark, setting: str) -> bool:
 
 
 def _distributed_fit(spark, model, work: Path, model_dir: Path, seed: int, processes: int, use_gpu: bool,
-                     checkpoints: Path | None = None):
+                     checkpoints: Path | None = None, rules: dict | None = None):
     from pyspark.ml.torch.distributor import TorchDistributor
 
     print(f"[synthlake] train: {processes} process(es), {'GPU' if use_gpu else 'CPU'}", flush=True)
     distributor = TorchDistributor(num_processes=processes, local_mode=True, use_gpu=use_gpu)
     history_json = distributor.run(train_process, model, str(work), str(model_dir), seed, use_gpu,
-                                   None if checkpoints is None else str(checkpoints))
+                                   None if checkpoints is None else str(checkpoints), rules)
     if history_json is None:
         raise StageError("training returned no result from rank 0; see the training processes' log above")
     return json.loads(history_json)
 
 
-def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, checkpoints: str | None = None) -> str:
-    """One training process (run by torchrun under TorchDistributor): join the group, train, save."""
+def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, checkpoints: str | None = None,
+                  rules: dict | None = None) -> str:
+    """One training process (run by torchrun under TorchDistributor): join the group, train, save. `rules`: the
+    fitted synthlake.rules state, wrapped around the saved Sampler so that its rows hold them."""
     import os
 
     import torch
@@ -169,9 +191,19 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
         tmp = Path(model_dir + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save(tmp)
-        model.freeze().save(tmp)
+        sampler_of(model.freeze(), rules).save(tmp)
         shutil.rmtree(model_dir, ignore_errors=True)
         tmp.rename(model_dir)
     dist.barrier()
     dist.destroy_process_group()
     return json.dumps(history)
+
+
+def sampler_of(frozen, rules: dict | None):
+    """The trained model's Sampler, wrapped in the dataset's fitted rules if it has any."""
+    if rules is None:
+        return frozen
+    from synthlake.generators.ruled import RuledSampler
+    from synthlake.rules import RuleSet
+
+    return RuledSampler(frozen, RuleSet.from_state(rules))

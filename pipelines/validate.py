@@ -5,6 +5,7 @@ the holdout and the synthetic rows. Every check is recorded with its threshold, 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ def run(ctx: RunContext, spark) -> dict:
     checks = _expectation_checks(gx_result)
     metric_checks = _metric_checks(ctx, results)
     checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
+    checks += _rule_checks(ctx, staged)
     failed = [c["check"] for c in checks if c["passed"] is False]
     verdict = {"run_id": ctx.run_id, "passed": not failed, "failed_checks": failed, "checks": checks,
                "skipped_metrics": skipped, "gx_success": gx_result["success"],
@@ -153,6 +155,36 @@ def _canary_checks(ctx: RunContext, staged) -> list[dict]:
     threshold = thresholds(ctx).get("canary_share", 0.0)
     passed = None if threshold is None else CanaryShare.passes(share, threshold)
     return [_check(CanaryShare.name, CanaryShare.family, share, threshold, _op(CanaryShare), passed)]
+
+
+def _rule_checks(ctx: RunContext, staged) -> list[dict]:
+    """Every dataset rule on every staged row (Spark): no row may break one. The rules, as fitted by train,
+    are in the model folder (synthlake.generators.ruled)."""
+    from synthlake.rules import RULES_FILE, RuleSet
+
+    saved = ctx.store.path("model") / RULES_FILE
+    if not saved.is_file():
+        return []
+    rules = RuleSet.from_state(json.loads(saved.read_text()))
+    return [_check(label, "rules", broken, 0, "<=", broken == 0)
+            for label, broken in broken_rows(staged, rules).items()]
+
+
+def broken_rows(frame, rules) -> dict[str, int]:
+    """How many rows of a Spark DataFrame break each rule (synthlake.rules.RuleSet.violations), by rule label."""
+    state, names = rules.state(), [f"rule_{i}" for i in range(len(rules.rules))]
+
+    def count(frames):
+        import pandas as pd
+
+        from synthlake.rules import RuleSet
+
+        fitted = RuleSet.from_state(state)
+        for part in frames:
+            yield pd.DataFrame([fitted.violations(part).sum().to_numpy()], columns=names)
+
+    totals = frame.mapInPandas(count, ", ".join(f"{n} long" for n in names)).groupBy().sum().first()
+    return {rule.label: int(totals[i] or 0) for i, rule in enumerate(rules.rules)}
 
 
 def _held(staged, column: str, values: np.ndarray) -> int:
@@ -260,7 +292,7 @@ def _log_to_mlflow(ctx: RunContext, verdict: dict, report) -> None:
 
     trained = ctx.store.read(TrainRecord)
     tracking.setup(ctx)
-    values = {c["check"].replace(":", "."): c["value"] for c in verdict["checks"]
+    values = {tracking.metric_name(c["check"]): c["value"] for c in verdict["checks"]
               if c["family"] != "expectation" and isinstance(c["value"], int | float)}
     with mlflow.start_run(run_id=trained.mlflow_run_id):
         mlflow.log_metrics(values)

@@ -42,27 +42,21 @@ How the pipeline uses it:
     if privacy: rules.check_privacy()                   # refuses rules that learn from the rows (not DP)
     learned = rules.fit(real).transform(real)           # the table the generator learns: learned_metadata()
     model = get_generator(name)(rules.learned_metadata(), ...).fit(learned)
-    RuledSampler(model.freeze(), rules).save(folder)    # load_ruled(folder) rebuilds it
+    RuledSampler(model.freeze(), rules).save(folder)    # synthlake.generators.ruled; load_sampler reloads it
     rules.violations(frame)                             # a boolean column per rule: checks, GX, the profile
 
 The saved folder holds sampler.json {"generator": "ruled", "inner": "inner"}, rules.json and the inner sampler
-in inner/: synthlake.generators.load_sampler refuses it ("ruled" is no generator) until it dispatches that name
-to load_ruled, rather than silently loading the inner sampler, whose rows are in the learned schema.
+in inner/ (synthlake.generators.ruled).
 """
 
 from __future__ import annotations
 
-import json
 from graphlib import CycleError, TopologicalSorter
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 from pydantic import ValidationError
 
-from synthlake.column_types import storage_type
-from synthlake.generators.base import SAMPLER_FILE, Sampler, to_frame, write_sampler_file
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 from synthlake.rules_base import Rule
 from synthlake.rules_bounds import Bound, Inequality, Range
@@ -70,9 +64,7 @@ from synthlake.rules_kinds import Derived, FixedCombinations, Presence, Unique
 
 KINDS: dict[str, type[Rule]] = {"inequality": Inequality, "range": Range, "fixed_combinations": FixedCombinations,
                                 "derived": Derived, "presence": Presence, "unique": Unique}
-RULED = "ruled"  # sampler.json's "generator" for a RuledSampler
 RULES_FILE = "rules.json"
-INNER = "inner"  # the inner sampler's folder, inside the RuledSampler's
 
 
 def parse_rules(items: list[dict[str, Any]] | None, metadata: TableMetadata) -> RuleSet:
@@ -279,57 +271,4 @@ def _at_most(a: Bound | None, b: Bound | None) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and a <= b)
 
 
-class RuledSampler:
-    """A Sampler whose rows hold the rules: the inner sampler (trained on rules.transform of the real rows)
-    samples learned rows, rules.reverse turns them into rows of the table. Every rule's reverse works row by
-    row (row numbers from row_offset), so the contract carries over: the same (n, seed, row_offset) gives the
-    same rows, a shorter sample is a prefix of a longer one, blocks sampled apart stay unique together."""
-
-    def __init__(self, inner: Sampler, rules: RuleSet):
-        if inner.metadata != rules.learned_metadata():
-            raise ValueError("the inner sampler was not trained on the rules' learned table (learned_metadata)")
-        self.inner, self.rules, self.metadata = inner, rules, rules.metadata
-
-    def sample_arrow(self, n: int, seed: int, row_offset: int = 0) -> pa.Table:
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        learned = to_frame(self.inner.sample_arrow(n, seed, row_offset))
-        return to_arrow(self.rules.reverse(learned, row_offset), self.metadata)
-
-    def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        self.inner.save(directory / INNER)
-        (directory / RULES_FILE).write_text(json.dumps(self.rules.state(), indent=1))
-        write_sampler_file(directory, RULED, {"inner": INNER})  # last: a folder with it is complete
-
-    @classmethod
-    def load(cls, directory: str | Path) -> RuledSampler:
-        from synthlake.generators import load_sampler  # here: the registry will dispatch "ruled" to this module
-
-        directory = Path(directory)
-        sampler = json.loads((directory / SAMPLER_FILE).read_text())
-        if sampler.get("generator") != RULED:
-            raise ValueError(f"{directory} holds a {sampler.get('generator')!r} sampler, not a ruled one")
-        rules = RuleSet.from_state(json.loads((directory / RULES_FILE).read_text()))
-        return cls(load_sampler(directory / sampler["inner"]), rules)
-
-
-def load_ruled(directory: str | Path) -> RuledSampler:
-    """The RuledSampler that RuledSampler.save(directory) wrote."""
-    return RuledSampler.load(directory)
-
-
-def to_arrow(frame: pd.DataFrame, metadata: TableMetadata) -> pa.Table:
-    """Rows as the other samplers give them: int64, float64, timestamp[us] in the column's zone, string."""
-    return pa.table({spec.name: _arrow(frame[spec.name], spec) for spec in metadata.columns})
-
-
-def _arrow(series: pd.Series, spec: ColumnSpec) -> pa.Array:
-    kind = storage_type(spec)
-    if kind == "timestamp":
-        array = pa.array(series)
-        return array.cast(pa.timestamp("us", array.type.tz))
-    return pa.array(series, type={"bigint": pa.int64(), "double": pa.float64(), "string": pa.string()}[kind])
-
-
-__all__ = ["KINDS", "RULED", "RULES_FILE", "RuleSet", "RuledSampler", "load_ruled", "parse_rules", "to_arrow"]
+__all__ = ["KINDS", "RULES_FILE", "RuleSet", "parse_rules"]

@@ -66,6 +66,10 @@ def load_sampler(directory: str | Path) -> Sampler:
     if not path.is_file():
         raise ValueError(f"{directory} holds no sampler ({SAMPLER_FILE} is missing)")
     name = json.loads(path.read_text())["generator"]
+    if name == "ruled":  # a sampler wrapped in the dataset's rules (synthlake.rules), around any generator's
+        from synthlake.generators.ruled import RuledSampler
+
+        return RuledSampler.load(directory)
     return _load(name, entry(name).sampler).load(directory)
 
 

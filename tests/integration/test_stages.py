@@ -219,7 +219,7 @@ def test_rerunning_a_run_id_replaces_instead_of_duplicating(completed, spark):
 
 def test_same_seed_same_rows_with_1_and_4_partitions(completed, project, spark):
     ctx, _ = completed
-    files = {p.name: p.read_bytes() for p in ctx.store.path("model").iterdir()}
+    files = sample.sampler_files(FrozenSampler.load(ctx.store.path("model")))
     frames = []
     for partitions in (1, 4):
         c = context(project, sample={"partitions": partitions, "block_rows": 64})

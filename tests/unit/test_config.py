@@ -296,3 +296,18 @@ def test_privacy_budget_loads_with_a_default_delta(tmp_path):
     dataset = load_dataset(dataset_file(tmp_path, privacy={"epsilon": 2}))
     assert (dataset.privacy.epsilon, dataset.privacy.delta) == (2, 1e-5)
     assert load_dataset(dataset_file(tmp_path)).privacy is None
+
+
+def test_a_rule_is_checked_when_the_config_loads_and_named(tmp_path):
+    message = config_error(load_dataset, dataset_file(tmp_path, rules=[
+        {"kind": "range", "column": "age", "low": 18},
+        {"kind": "inequality", "low": "age", "high": "churned"}]))
+    assert "rule #1 (inequality)" in message and "churned" in message
+
+
+def test_a_rule_that_learns_from_the_rows_is_refused_under_a_privacy_budget(tmp_path):
+    rules = [{"kind": "unique", "columns": ["customer_id"]},
+             {"kind": "fixed_combinations", "columns": ["churned", "age"]}]
+    assert load_dataset(dataset_file(tmp_path, rules=rules[:1], privacy={"epsilon": 1.0, "delta": 1e-6})).ruleset
+    message = config_error(load_dataset, dataset_file(tmp_path, rules=rules, privacy={"epsilon": 1.0, "delta": 1e-6}))
+    assert "rule #1 (fixed_combinations)" in message and "privacy" in message

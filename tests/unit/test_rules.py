@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthlake.generators import Sampler
+from synthlake.generators import Sampler, load_sampler
 from synthlake.generators.gaussian_copula import GaussianCopulaGenerator
+from synthlake.generators.ruled import RULED, RuledSampler
 from synthlake.metadata import ColumnKind, ColumnSpec, PiiType, TableMetadata
-from synthlake.rules import RULED, RuledSampler, RuleSet, load_ruled, parse_rules
+from synthlake.rules import RuleSet, parse_rules
 from synthlake.rules_expr import Expression
 from synthlake.seeding import block_count, block_seed, block_size
 
@@ -438,7 +439,7 @@ def test_the_ruled_sampler_saves_and_loads(sampler, tmp_path):
     sampler.save(tmp_path)
     assert json.loads((tmp_path / "sampler.json").read_text()) == {"generator": RULED, "inner": "inner"}
     assert (tmp_path / "rules.json").is_file() and (tmp_path / "inner" / "sampler.json").is_file()
-    loaded = load_ruled(tmp_path)
+    loaded = load_sampler(tmp_path)
     assert loaded.metadata == META
     assert loaded.sample_arrow(300, seed=5, row_offset=77).equals(sampler.sample_arrow(300, seed=5, row_offset=77))
 
