@@ -76,15 +76,20 @@ def _add_serve(sub) -> None:
                                        "GET /readyz, docs at /docs. Bearer tokens come from "
                                        "$SYNTHLAKE_SERVE_TOKENS (comma-separated); without one the server "
                                        "starts only on a loopback host.")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
-    serve.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+    _add_server_arguments(serve, port=8000, served="rows")
     serve.add_argument("--max-rows", type=int, default=100_000, help="most rows one request may ask for (100000)")
-    serve.add_argument("--dataset", action="append", dest="datasets", metavar="NAME",
-                       help="a dataset to serve, repeatable (default: every conf/datasets/*.yaml)")
     serve.add_argument("--reload-interval", type=float, default=5.0, metavar="SECONDS",
                        help="check each champion alias at most this often, on request, and reload a moved one (5)")
     serve.set_defaults(handler=_serve)
+
+
+def _add_server_arguments(parser, port: int, served: str) -> None:
+    """What `serve` and `sql` share: where to listen, the environment, which datasets' `served` to serve."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=port, help=f"port ({port})")
+    parser.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
+    parser.add_argument("--dataset", action="append", dest="datasets", metavar="NAME",
+                        help=f"a dataset whose {served} to serve, repeatable (default: every conf/datasets/*.yaml)")
 
 
 def _serve(args) -> None:
@@ -130,11 +135,7 @@ def _add_sql(sub) -> None:
                                      "catalog (database `synthetic` by default) and serve them over HiveServer2's "
                                      "protocol: connect with jdbc:hive2://HOST:PORT/synthetic, PyHive or an ODBC "
                                      "driver for Spark/Hive. Loopback only (no authentication). Stop with Ctrl-C.")
-    sql.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (127.0.0.1)")
-    sql.add_argument("--port", type=int, default=10000, help="port (10000)")
-    sql.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
-    sql.add_argument("--dataset", action="append", dest="datasets", metavar="NAME",
-                     help="a dataset whose tables to serve, repeatable (default: every conf/datasets/*.yaml)")
+    _add_server_arguments(sql, port=10000, served="tables")
     sql.add_argument("--sync-interval", type=float, default=10.0, metavar="SECONDS",
                      help="look for newly published tables this often (10)")
     sql.set_defaults(handler=_sql)
