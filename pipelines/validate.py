@@ -162,9 +162,12 @@ def _rule_checks(ctx: RunContext, staged) -> list[dict]:
     are in the model folder (synthlake.generators.ruled)."""
     from synthlake.rules import RULES_FILE, RuleSet
 
-    saved = ctx.store.path("model") / RULES_FILE
-    if not saved.is_file():
+    if not ctx.dataset.rules:
         return []
+    saved = ctx.store.path("model") / RULES_FILE
+    if not saved.is_file():  # e.g. rules added to the config after training: the rows were not made to hold them
+        raise StageError(f"{ctx.config_path} has rules, but run {ctx.run_id!r} was trained without them: "
+                         "re-run train and sample")
     rules = RuleSet.from_state(json.loads(saved.read_text()))
     return [_check(label, "rules", broken, 0, "<=", broken == 0)
             for label, broken in broken_rows(staged, rules).items()]

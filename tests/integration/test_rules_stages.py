@@ -128,3 +128,16 @@ def test_a_rule_the_source_breaks_is_refused_naming_it(project, spark):
     profile.run(ctx, spark)
     with pytest.raises(StageError, match=r"rule #0 \(inequality\): 100\.00% of the source's training rows break"):
         train.run(ctx, spark)
+
+
+def test_a_run_trained_before_its_rules_were_configured_is_refused(project, spark):
+    from pipelines.validate import _rule_checks
+
+    ctx = RunContext.open(str(project / "conf/datasets/bookings.yaml"), "rules-run")
+    saved = ctx.store.path("model") / "rules.json"
+    hidden = saved.rename(saved.with_suffix(".hidden"))
+    try:
+        with pytest.raises(StageError, match="has rules, but run 'rules-run' was trained without them"):
+            _rule_checks(ctx, ctx.read_partition(spark, "staging"))
+    finally:
+        hidden.rename(saved)
