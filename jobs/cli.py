@@ -102,9 +102,10 @@ def _add_stream(sub) -> None:
     stream = sub.add_parser("stream", help="append synthetic micro-batches to a Delta table, until stopped",
                             description="A Spark Structured Streaming query: every --batch-seconds, "
                                         "rows-per-second x batch-seconds rows from the dataset's champion model "
-                                        "appended to the Delta table <published>_stream under the lake, with a "
-                                        "checkpoint under <work_dir>/streams/NAME: restarted, it goes on from "
-                                        "the next batch, none lost or repeated. Stop it with Ctrl-C or SIGTERM.")
+                                        "appended to the Delta table <published>_stream (<published>_stream_NAME "
+                                        "with --name) under the lake, with a checkpoint under "
+                                        "<work_dir>/streams/NAME: restarted with the same settings, it goes on "
+                                        "from the next batch, none lost or repeated. Stop it with Ctrl-C or SIGTERM.")
     stream.add_argument("config", help="dataset config, e.g. conf/datasets/adult.yaml")
     stream.add_argument("--rows-per-second", type=float, required=True, help="rows generated per second")
     stream.add_argument("--batch-seconds", type=float, default=1.0, help="seconds between micro-batches (1)")
@@ -125,6 +126,7 @@ def _stream(args) -> None:
     spec = stream.StreamSpec(dataset, load_params(args.params, {"seed": args.seed}), load_env(args.env),
                              args.rows_per_second, args.batch_seconds, args.name, args.max_batches)
     version, files = stream.champion_files(spec.env, dataset.name)  # refused before Spark starts
+    spec.check_restart()
     batches = stream.run(spec, get_spark(spec.env, app_name=f"synthlake-stream-{dataset.name}"), version, files)
     print(f"[synthlake] stream {spec.stream_name}: stopped after {batches} micro-batches", flush=True)
 

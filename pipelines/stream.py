@@ -10,6 +10,7 @@ repeats a batch.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from dataclasses import dataclass
@@ -55,11 +56,33 @@ class StreamSpec:
 
     @property
     def table_path(self) -> str:
-        return self.env.table_path(f"{self.dataset.output.published}_stream")
+        """<published>_stream, or <published>_stream_<name> for a stream given its own --name."""
+        suffix = "" if self.stream_name == self.dataset.name else f"_{self.stream_name}"
+        return self.env.table_path(f"{self.dataset.output.published}_stream{suffix}")
+
+    @property
+    def folder(self) -> Path:
+        return Path(resolve(self.env.work_dir)) / "streams" / self.stream_name
 
     @property
     def checkpoint(self) -> str:
-        return str(Path(resolve(self.env.work_dir)) / "streams" / self.stream_name / "checkpoint")
+        return str(self.folder / "checkpoint")
+
+    def check_restart(self) -> None:
+        """A restarted stream must number its rows as before: the same rows per batch, block size and seed
+        (else identifiers would repeat, or seeds mix), recorded beside its checkpoint when it first started."""
+        settings = {"rows_per_batch": self.rows_per_batch, "block_rows": self.layout().block_rows,
+                    "seed": self.params.seed}
+        recorded = self.folder / "settings.json"
+        if recorded.is_file():
+            before = json.loads(recorded.read_text())
+            if before != settings:
+                raise ConfigError(f"stream {self.stream_name!r} was started with {before}, not {settings}: restart "
+                                  "it with the same --rows-per-second x --batch-seconds, seed and sample.block_rows, "
+                                  "or give it another --name")
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(json.dumps(settings))
 
     def layout(self) -> BlockLayout:
         return BlockLayout(self.rows_per_batch, min(self.rows_per_batch, self.params.sample.block_rows))

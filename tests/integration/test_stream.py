@@ -130,6 +130,21 @@ def test_a_batch_holds_the_models_seeded_blocks(project):
     assert got.equals(expected.sort_by("id").cast(got.schema))
 
 
+def test_a_restart_with_other_settings_is_refused(project):
+    """Fewer rows per batch would number batch b's rows from b x 100: identifiers already written."""
+    if not (project / "var/streams/flow/settings.json").exists():  # this test run alone
+        assert stream(project, "--max-batches", "1").returncode == 0
+    done = stream(project, "--max-batches", "1", "--batch-seconds", "0.2")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: stream 'flow' was started with {'rows_per_batch': 250, 'block_rows': 100, "
+                                  "'seed': 7}, not {'rows_per_batch': 100, ")
+    other = stream(project, "--max-batches", "1", "--batch-seconds", "0.2", "--name", "slow")
+    assert other.returncode == 0, other.stderr[-3000:]
+    from deltalake import DeltaTable
+
+    assert DeltaTable(str(project / "var/lake/flow_stream_slow")).to_pyarrow_table().num_rows == 100
+
+
 @pytest.mark.parametrize(("dataset", "args", "code", "message"), [
     ("unpublished", (), 3, "model synthlake-unpublished has no 'champion' alias: publish a run of dataset "
                             "'unpublished' first"),
