@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,10 @@ def airflow_env(root: Path, airflow_home: Path, **extra: str) -> dict[str, str]:
         AIRFLOW_CONN_SPARK_LOCAL='{"conn_type": "spark", "host": "local[2]"}',
         **extra,
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

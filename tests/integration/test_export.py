@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from project_fixture import VENV_BIN, make_project, project_env
+from project_fixture import VENV_BIN, free_port, make_project, project_env
 
 from jobs.cli import main
 from pipelines import export
@@ -105,12 +104,6 @@ def lake(project, spark):
         spark.conf.unset("spark.databricks.delta.properties.defaults.columnMapping.mode")
     source.unpersist()
     return project
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def postgres_bin() -> Path | None:

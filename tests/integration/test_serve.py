@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from champion_fixture import register
-from project_fixture import VENV_BIN, make_project, project_env
+from project_fixture import VENV_BIN, free_port, make_project, project_env
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,12 +45,6 @@ def project(tmp_path_factory):
 
 
 # ---- the server ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(url: str, proc: subprocess.Popen | None = None, deadline_s: float = 60) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:

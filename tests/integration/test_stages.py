@@ -347,17 +347,14 @@ def test_a_bi_tool_queries_the_published_tables_over_thrift(completed, project):
     """`synthlake sql` registers the tables in its embedded metastore and serves them over HiveServer2's
     protocol; PyHive connects as a BI tool's Hive driver would (SASL PLAIN, any user name)."""
     import signal
-    import socket
     import subprocess
     import time
 
-    from project_fixture import VENV_BIN, project_env
+    from project_fixture import VENV_BIN, free_port, project_env
     from pyhive import hive
 
     ctx, _ = completed
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log = project / "sql.out"
     with log.open("w") as out:
         server = subprocess.Popen([str(VENV_BIN / "synthlake"), "sql", "--port", str(port)], cwd=project,
