@@ -174,9 +174,12 @@ class NumericColumn:
         tokens = tokens.astype(np.int64)
         return with_nulls(tokens, missing, self.null_token, self.name)
 
-    def decode(self, tokens: np.ndarray, u: np.ndarray) -> pa.Array:
-        """int64, double or timestamp[us] (in the training column's time zone, if any) values."""
+    def decode(self, tokens: np.ndarray, u: np.ndarray, adjust=None) -> pa.Array:
+        """int64, double or timestamp[us] (in the training column's time zone, if any) values; `adjust` maps
+        the float values (seconds for datetimes) before they are typed."""
         x = self._values(tokens, u)
+        if adjust is not None:
+            x = adjust(x)
         missing = np.isnan(x)
         mask = missing if missing.any() else None
         if self.datetime:

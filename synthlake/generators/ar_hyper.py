@@ -29,6 +29,9 @@ class TabularARHyper(EncodingHyper):
     val_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of rows held out for early stopping")
     patience: int = Field(5, ge=1, le=100_000, description="epochs without a better validation loss before stopping")
     split_above: int = Field(32, ge=2, le=1_000_000, description="tokens; wider columns are two: coarse, fine")
+    order_mixing: float = Field(0.5, ge=0.0, le=1.0,
+                                description="share of training rows seen in a random column order, which lets "
+                                            "conditional sampling draw any columns first (0: none, no conditions)")
     temperature: float = Field(1.0, ge=0.01, le=10.0, description="sampling temperature (1: the learned distribution)")
     dp_preprocessing_share: float = Field(0.3, ge=0.01, le=0.9,
                                           description="with privacy: share of epsilon the column encodings spend")

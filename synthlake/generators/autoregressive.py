@@ -56,7 +56,7 @@ import torch.distributed as dist
 from synthlake.generators import ar_dp
 from synthlake.generators.ar_columns import Column, column_from_json, fit_columns, split_width
 from synthlake.generators.ar_hyper import TabularARHyper
-from synthlake.generators.ar_network import Network, mean_loss, val_sums
+from synthlake.generators.ar_network import Network, column_ranks, mean_loss, val_sums
 from synthlake.generators.ar_sampler import FrozenSampler
 from synthlake.generators.base import Generator, TrainOptions
 from synthlake.generators.training import EarlyStopping, EpochLoop, batch_order, rank_and_world, stream
@@ -95,6 +95,14 @@ class AutoregressiveGenerator(Generator):
         for column, fine in zip(self.columns, self._splits(), strict=True):
             vocab += [math.ceil(column.vocab / fine), fine] if fine else [column.vocab]
         return vocab
+
+    def _owners(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per model column: the table column it belongs to, and 1 for a split column's fine token."""
+        owners, fine = [], []
+        for c, split in enumerate(self._splits()):
+            owners += [c, c] if split else [c]
+            fine += [0, 1] if split else [0]
+        return torch.tensor(owners), torch.tensor(fine)
 
     def _to_sub(self, tokens: list[np.ndarray]) -> np.ndarray:
         parts = []
@@ -176,14 +184,19 @@ class AutoregressiveGenerator(Generator):
             batches = self._shuffled_batches(shard, train_rows, seed, rank, world)
             early = EarlyStopping(network, h["patience"])
 
+        owners, fine = self._owners()
+        orders = torch.Generator()
+
         def one_epoch(epoch: int) -> dict[str, float]:
             network.train()
             torch.manual_seed(stream(seed, rank, epoch, 1))  # dropout: a resumed run continues the masks
+            orders.manual_seed(stream(seed, rank, epoch, 2))  # and the column orders
             total, counted = torch.zeros((), device=device), 0
             for batch in batches(epoch):
                 step_opt.zero_grad(set_to_none=True)
                 if len(batch):
-                    loss = mean_loss(model, batch)
+                    ranks = column_ranks(owners, fine, len(batch), h["order_mixing"], orders)
+                    loss = mean_loss(model, batch, None if ranks is None else ranks.to(device))
                     loss.backward()
                     total, counted = total + loss.detach(), counted + 1
                 else:
@@ -249,9 +262,10 @@ class AutoregressiveGenerator(Generator):
             sort_keys=True,
         )
 
-    def _build(self, vocab: list[int]) -> torch.nn.Module:
+    def _build(self, vocab: list[int], flexible: bool | None = None) -> torch.nn.Module:
         h = self.hyper
-        return Network(vocab, h["hidden_dim"], h["hidden_layers"], h["dropout"])
+        flexible = h["order_mixing"] > 0 if flexible is None else flexible
+        return Network(vocab, h["hidden_dim"], h["hidden_layers"], h["dropout"], flexible=flexible)
 
     # ---- sampling --------------------------------------------------------------------------------
     def freeze(self) -> FrozenSampler:
@@ -273,8 +287,10 @@ class AutoregressiveGenerator(Generator):
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
         self.columns = [column_from_json(c) for c in state["columns"]]
         self.training = state.get("training", {})
-        self.network = self._build(self._sub_vocab())
+        vocab = self._sub_vocab()
         weights = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        # a model saved before order_mixing existed was trained in one order: its last column has no embedding
+        self.network = self._build(vocab, flexible=f"embeddings.{len(vocab) - 1}.weight" in weights)
         self.network.load_state_dict(weights)
         self.network.eval()
         self._sampler = None
