@@ -61,13 +61,15 @@ class ValueSet:
         if self.numeric:
             return ValueSet(null, _merge([(max(a, c), min(b, d)) for a, b in self.intervals
                                           for c, d in other.intervals]))
-        return ValueSet(null, *_combine(self.labels, self.inverted, other.labels, other.inverted, both=True))
+        labels, inverted = _combine(self.labels, self.inverted, other.labels, other.inverted, both=True)
+        return ValueSet(null, labels=labels, inverted=inverted)
 
     def __or__(self, other: ValueSet) -> ValueSet:
         null = self.null or other.null
         if self.numeric:
             return ValueSet(null, _merge(list(self.intervals) + list(other.intervals)))
-        return ValueSet(null, *_combine(self.labels, self.inverted, other.labels, other.inverted, both=False))
+        labels, inverted = _combine(self.labels, self.inverted, other.labels, other.inverted, both=False)
+        return ValueSet(null, labels=labels, inverted=inverted)
 
 
 def _merge(intervals: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
@@ -96,6 +98,7 @@ def _combine(a: frozenset, a_inv: bool, b: frozenset, b_inv: bool, both: bool) -
 _TOKEN = re.compile(r"""\s*(?:(?P<name>`(?:[^`]|``)+`)|(?P<string>'(?:[^']|'')*')
     |(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<word>[A-Za-z_][A-Za-z0-9_]*)
     |(?P<op><=|>=|<>|!=|==|=|<|>|\(|\)|,))""", re.VERBOSE)
+_GENERATED = "{what}: column {name} is generated (an identifier or PII), not learned: it cannot be conditioned on"
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "BETWEEN", "IS", "NULL", "TIMESTAMP", "DATE"}
 
 
@@ -174,6 +177,8 @@ class _Parser:
         if name not in self.specs:
             raise ConditionError(f"where: no column {name!r} in the table (names with spaces or dots go in "
                                  "backticks)")
+        if not self.specs[name].learned:
+            raise ConditionError(_GENERATED.format(what="where", name=repr(name)))
         return self.specs[name]
 
     def predicate(self, spec: ColumnSpec) -> ValueSet:
@@ -316,26 +321,29 @@ class Conditions:
             return self
         return replace(self, seed_rows=self.seed_rows.iloc[start:stop].reset_index(drop=True))
 
+    def fixed_columns(self) -> dict[str, list[str]]:
+        """The columns whose values are set before the others are drawn, by what sets them."""
+        return {"the seed rows": list(self.seed_rows.columns) if self.seed_rows is not None else [],
+                "rebalance": [self.rebalance.column] if self.rebalance else [],
+                "fairness": [self.fairness.target, *self.fairness.sensitive] if self.fairness else []}
+
     def check(self, metadata: TableMetadata) -> dict[str, ValueSet]:
         """The parsed `where`; a ConditionError for any column that is unknown, not learned, asked for twice
         or would keep every column of a seed row."""
         learned = {c.name for c in metadata.learned_columns}
         where = parse_where(self.where, metadata) if self.where is not None else {}
-        seeded = list(self.seed_rows.columns) if self.seed_rows is not None else []
-        named = {"where": list(where), "the seed rows": seeded,
-                 "rebalance": [self.rebalance.column] if self.rebalance else [],
-                 "fairness": [self.fairness.target, *self.fairness.sensitive] if self.fairness else []}
+        named = {"where": list(where), **self.fixed_columns()}
+        seeded = named["the seed rows"]
         for what, columns in named.items():
             for name in columns:
                 if name not in metadata.names:
                     raise ConditionError(f"{what}: no column {name!r} in the table")
                 if name not in learned:
-                    raise ConditionError(f"{what}: column {name!r} is generated (an identifier or PII), not "
-                                         "learned: it cannot be conditioned on")
+                    raise ConditionError(_GENERATED.format(what=what, name=repr(name)))
         if seeded and set(learned) <= set(seeded):
             raise ConditionError("the seed rows hold every learned column: there would be nothing to generate "
                                  "(and real rows given as seeds would be copied out)")
-        fixed = [*seeded, *named["rebalance"], *named["fairness"]]
+        fixed = [c for what, columns in named.items() if what != "where" for c in columns]
         twice = {c for c in fixed if fixed.count(c) > 1} | (set(fixed) & set(where))
         if twice:
             raise ConditionError("a column appears in more than one of where, the seed rows, rebalance and "

@@ -131,7 +131,9 @@ def _tokens(u, order, fixed, allow, fine, vocab, gate, shift, hid_w, hid_b, out_
                 for t in range(m):
                     given[t] = fixed[r0 + t, i]
                     drawn += given[t] < 0
-            if drawn > 0:
+            if drawn == 0:  # every row's token is given: no head to run (spare lanes take token 0)
+                tok[:] = 0
+            else:
                 _draw(i, ctx, x, y, cdf, top, total, target, tok, ut, allow, fine, tiles, masked, vocab, gate,
                       shift, hid_w, hid_b, out_w, out_b, inv_temp, width, layers, lanes)
             if has_fixed:

@@ -15,6 +15,7 @@ class in the registry; the others are sampled through `GeneratorSampler`, which 
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -216,6 +217,20 @@ class GeneratorSampler:
     @classmethod
     def load(cls, directory: str | Path) -> GeneratorSampler:
         return cls(Generator.load(directory))
+
+
+def sample_conditional(sampler: Sampler, n: int, seed: int, row_offset: int, conditions) -> pa.Table:
+    """`sampler`'s rows under `conditions` (synthlake.conditions), if it can meet them by construction; a
+    ConditionError says which generator to use otherwise."""
+    from synthlake.conditions import ConditionError
+
+    if not conditions:
+        return sampler.sample_arrow(n, seed, row_offset)
+    if "conditions" not in inspect.signature(sampler.sample_arrow).parameters:
+        name = getattr(getattr(sampler, "generator", None), "name", type(sampler).__name__)
+        raise ConditionError(f"the {name} sampler cannot meet conditions (where, seed rows, rebalance, fairness); "
+                             "train tabular_ar")
+    return sampler.sample_arrow(n, seed, row_offset, conditions=conditions)
 
 
 def write_sampler_file(directory: str | Path, generator: str, state: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ import pandas as pd
 import pyarrow as pa
 
 from synthlake.column_types import storage_type
-from synthlake.generators.base import SAMPLER_FILE, Sampler, to_frame, write_sampler_file
+from synthlake.conditions import ConditionError, Conditions
+from synthlake.generators.base import SAMPLER_FILE, Sampler, sample_conditional, to_frame, write_sampler_file
 from synthlake.metadata import ColumnSpec, TableMetadata
 from synthlake.rules import RULES_FILE, RuleSet
 
@@ -32,11 +33,25 @@ class RuledSampler:
             raise ValueError("the inner sampler was not trained on the rules' learned table (learned_metadata)")
         self.inner, self.rules, self.metadata = inner, rules, rules.metadata
 
-    def sample_arrow(self, n: int, seed: int, row_offset: int = 0) -> pa.Table:
+    def sample_arrow(self, n: int, seed: int, row_offset: int = 0, conditions: Conditions | None = None) -> pa.Table:
+        """`conditions` go to the inner sampler: they may name only columns that no rule produces, which the
+        inner sampler learns as they are."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        learned = to_frame(self.inner.sample_arrow(n, seed, row_offset))
+        if conditions:
+            self._check(conditions)
+            learned = to_frame(sample_conditional(self.inner, n, seed, row_offset, conditions))
+        else:
+            learned = to_frame(self.inner.sample_arrow(n, seed, row_offset))
         return to_arrow(self.rules.reverse(learned, row_offset), self.metadata)
+
+    def _check(self, conditions: Conditions) -> None:
+        where = conditions.check(self.metadata)
+        produced = {c: r for r in self.rules.rules for c in r.writes}
+        for name in [*where, *(c for columns in conditions.fixed_columns().values() for c in columns)]:
+            if name in produced:
+                raise ConditionError(f"column {name!r} is produced by {produced[name].label}: conditions may "
+                                     "name only columns that no rule produces")
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
