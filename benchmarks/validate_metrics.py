@@ -3,7 +3,9 @@
 Train and holdout: a seeded 80/20 split of adult.data; synthetic: a bootstrap resample of adult.test, 10,000
 rows. Each frame is bounded to `validate.max_rows` (20,000) rows as validate's samples are, then every metric
 runs as validate's `_evaluate` runs it (one SharedWork for all), followed by what the shape checks and the
-report take from the results: the per-column shapes, the DCR distances and the association matrices.
+report take from the results: the per-column shapes, the DCR distances and the association matrices, and the
+explanation of what gives synthetic rows away (synthlake.evaluation.explain: its rule hints are checked on the
+frames).
 
     .venv/bin/python benchmarks/validate_metrics.py [--seed 0] [--synthetic-rows 10000]
 """
@@ -20,6 +22,7 @@ from adult_data import ROOT  # benchmarks/ is on sys.path when a script in it ru
 from pipelines.config import load_dataset
 from synthlake.evaluation import METRICS, SharedWork, get_metric
 from synthlake.evaluation.base import bounded
+from synthlake.evaluation.explain import explain
 
 MAX_ROWS = 20_000
 
@@ -57,6 +60,7 @@ def measure(f: dict, dataset, seed: int) -> dict[str, float]:
     times["shape checks"] = timed(lambda: results["column_shapes"].details["shapes"])
     times["report: dcr"] = timed(lambda: results["dcr_share"].details["to_train"])
     times["report: associations"] = timed(lambda: results["column_pair_trends"].details["associations"])
+    times["report: explanation"] = timed(lambda: explain(f["real"], f["synthetic"], meta, results, seed=seed))
     return times
 
 

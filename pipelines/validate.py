@@ -246,6 +246,7 @@ def _gx_summary(result: dict) -> list[dict]:
 
 def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames: dict,
                   results: dict[str, MetricResult]):
+    from synthlake.evaluation.explain import explain
     from synthlake.report import render_report
 
     store = ctx.store
@@ -256,9 +257,11 @@ def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames
              "holdout rows": profile.holdout.rows, "source": profile.source.fingerprint,
              "profile version": profile.profile_version, "validated at": verdict["validated_at"],
              "differential privacy": _privacy_fact(trained.privacy)}
+    explanation = explain(frames["real"], frames["synthetic"], meta, results, rules=ctx.dataset.rules,
+                          private=ctx.dataset.privacy is not None, seed=ctx.params.seed)
     html = render_report(dataset=ctx.dataset.name, run_id=ctx.run_id, passed=verdict["passed"],
                          checks=verdict["checks"], real=frames["real"], synthetic=frames["synthetic"],
-                         metadata=meta, results=results, facts=facts)
+                         metadata=meta, results=results, facts=facts, explanation=explanation)
     path = store.write_text("report", html)
     _write_plot_data(store, verdict, results["dcr_share"])
     return path

@@ -5,7 +5,8 @@
                          synthetic=synthetic_sample, metadata=metadata, results=results)
 
 The page needs no network to open: inline CSS, no JavaScript, images as base64 PNG. It reads, in order: the
-verdict, the run's facts, the headline fidelity/utility/privacy checks, per-column shapes, the Great
+verdict, the run's facts, the headline fidelity/utility/privacy checks, what gives synthetic rows away (open,
+as "Why the gate failed", when a fidelity check failed; collapsed otherwise), per-column shapes, the Great
 Expectations results (collapsed), one real-vs-synthetic distribution plot per learned column, the association
 matrices (real, synthetic, their difference) and the distance-to-closest-record histogram. The matrices and the
 distances are details of the metric results (column_pair_trends, dcr_share): the report draws, it does not
@@ -29,10 +30,12 @@ import pandas as pd
 from synthlake.column_types import is_continuous, most_frequent_first, to_float
 from synthlake.evaluation import METRICS, MetricResult
 from synthlake.evaluation.base import MISSING, bounded, to_labels
+from synthlake.evaluation.explain import Explanation
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 HEADLINE_FAMILIES = ("fidelity", "utility", "privacy")
 SHAPE_FAMILY = "column_shape"
+FIDELITY_FAMILIES = ("fidelity", SHAPE_FAMILY)  # a failure in one of these opens "Why the gate failed"
 EXPECTATION_FAMILY = "expectation"
 MAX_PLOT_ROWS = 50_000  # the caller passes bounded samples; this only guards against an unbounded frame
 TOP_CATEGORIES = 15
@@ -70,6 +73,7 @@ img{width:100%;height:auto;display:block}
 img.wide{max-width:1500px}img.dcr{max-width:760px}
 .note{font-size:.85em;color:#57606a}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px -1px 10px;border-radius:2px}
+pre{background:#eef1f4;padding:6px 10px;border-radius:4px;overflow-x:auto;margin:4px 0 10px}
 footer{margin-top:2.2em;border-top:1px solid #d0d7de;padding-top:.6em;font-size:.88em;color:#57606a}
 @media (max-width:1000px){.grid{grid-template-columns:repeat(2,minmax(0,1fr))}}
 """
@@ -86,6 +90,7 @@ def render_report(
     metadata: TableMetadata,
     results: Mapping[str, MetricResult] | None = None,
     facts: dict[str, object] | None = None,
+    explanation: Explanation | None = None,
 ) -> str:
     """The validation report of one run as one self-contained HTML page.
 
@@ -94,6 +99,7 @@ def render_report(
     synthetic data. `results`: the run's metric results by name; the report draws column_pair_trends'
     association matrices and dcr_share's distances (a section says so when its result is absent).
     `facts`: small key/value pairs for the header (generator, rows, model version, epsilon, ...).
+    `explanation`: what gives synthetic rows away (synthlake.evaluation.explain), drawn after the headline.
     """
     checks = [dict(c) for c in checks]
     results = results or {}
@@ -113,6 +119,7 @@ def render_report(
         _verdict(passed, checks),
         _facts(facts),
         _headline_table(checks),
+        _explanation(explanation, checks),
         _shapes_table(checks, metadata),
         _expectations(checks),
         _distributions(real, synthetic, metadata, shape_checks),
@@ -310,6 +317,67 @@ def _expectations(checks: list[dict]) -> str:
         )
     out.append("</table></details>")
     return "\n".join(out)
+
+
+# --- what gives synthetic rows away -----------------------------------------------------------------------
+
+
+def _explanation(explanation: Explanation | None, checks: list[dict]) -> str:
+    """Open, as "Why the gate failed", when a fidelity or column-shape check failed; collapsed otherwise."""
+    if explanation is None:
+        return ""
+    failed = [c for c in checks if c.get("family") in FIDELITY_FAMILIES and c.get("passed") is False]
+    if failed:
+        names = ", ".join(f"<code>{_e(c.get('check', '?'))}</code>" for c in failed)
+        head, tail = ['<h2 id="why">Why the gate failed</h2>', f"<p>Failed fidelity checks: {names}.</p>"], []
+    else:
+        head = ['<h2 id="why">What distinguishes synthetic rows</h2>',
+                "<details><summary>Top detector features, worst columns and pairs, rule hints</summary>"]
+        tail = ["</details>"]
+    body = [
+        "<h3>What the detector tells rows apart by</h3>",
+        '<p class="caption">The detection_auc classifier\'s top columns: how much its AUC drops when the column '
+        "alone is shuffled among rows it did not train on (0: not used).</p>",
+        _table(["column", "AUC drop when shuffled"], [[_code(c), _fmt(v)] for c, v in explanation.features],
+               "No column lowers the detector's AUC when shuffled (or detection_auc was not computed)."),
+        "<h3>Columns and pairs furthest from the real data</h3>",
+        '<p class="caption">Lowest scores first (1 = identical): accuracy is 1 − TVD of the discretised column '
+        "or pair, shape the column's KS / TV complement, pair trend its correlation or contingency "
+        "similarity.</p>",
+        _table(["column", "accuracy", "shape"],
+               [[_code(s.column), _fmt(s.accuracy), _fmt(s.shape)] for s in explanation.worst_columns],
+               "No per-column scores were computed."),
+        _table(["column pair", "accuracy", "pair trend"],
+               [[f"{_code(p.columns[0])} × {_code(p.columns[1])}", _fmt(p.accuracy),
+                 f"{_fmt(p.trend)} <span class=muted>{_e(p.trend_metric or '')}</span>"]
+                for p in explanation.worst_pairs], "No per-pair scores were computed."),
+        "<h3>Rules that would help</h3>",
+    ]
+    if explanation.hints:
+        body.append('<p class="caption">Each line can go under the dataset config\'s <code>rules:</code>; '
+                    "together with the rules already there, the engine accepts them. The rule then holds on "
+                    "every generated row by construction.</p><ul>")
+        body += [f"<li>{_e(h.evidence)}<pre><code>{_e(h.yaml)}</code></pre></li>" for h in explanation.hints]
+        body.append("</ul>")
+    else:
+        body.append('<p class="muted">None found: no inequality, derived column (date part, copy, sum or '
+                    "difference) or fixed combination holds on the real rows and is broken on the synthetic "
+                    "rows.</p>")
+    return "\n".join(head + body + tail)
+
+
+def _code(text: object) -> str:
+    return f"<code>{_e(text)}</code>"
+
+
+def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
+    """Cells are HTML already (escaped by the caller); the first column is text, the others numbers."""
+    if not rows:
+        return f'<p class="muted">{_e(empty)}</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" if i == 0 else f'<td class="num">{c}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 # --- plots -------------------------------------------------------------------------------------------------

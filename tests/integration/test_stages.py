@@ -109,6 +109,7 @@ def test_validate_records_every_metric_and_writes_the_report(completed):
     report = ctx.store.path("report").read_text()
     assert results["validate"]["report"] == str(ctx.store.path("report"))
     assert "PASSED" in report and ctx.run_id in report
+    assert '<h2 id="why">What distinguishes synthetic rows</h2>' in report  # passed: collapsed, not "why failed"
     for name in ("column_shapes", "dcr"):
         assert len(ctx.store.path(name).read_text().splitlines()) > 2
 

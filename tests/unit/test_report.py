@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -365,3 +366,57 @@ def test_a_reported_metric_without_threshold_is_not_counted_as_a_check(table, me
                          real=table, synthetic=_synthetic(table), metadata=metadata)
     assert "8/8 checks passed" in _verdict(html) and "nndr" not in _verdict(html)
     assert "REPORTED" in html and "not a gate" in html and '<tr class="failed">' not in html
+
+
+def _why(html: str) -> str:
+    return re.search(r'<h2 id="why">.*?(?=<h2>)', html, re.S).group(0)
+
+
+@pytest.fixture(scope="module")
+def explained(table, metadata):
+    """A synthetic table whose income is shifted: the detector and the column scores must point at it."""
+    from synthlake.evaluation import evaluate_results
+    from synthlake.evaluation.explain import Hint, explain
+
+    synthetic = table.assign(income=table["income"] + 30_000)
+    names = ["column_shapes", "column_pair_trends", "accuracy_univariate", "accuracy_bivariate", "detection_auc"]
+    results = evaluate_results(table, synthetic, metadata, names)
+    explanation = explain(table, synthetic, metadata, results)
+    hint = Hint({"kind": "inequality", "low": "age", "high": "income"}, "income >= age: <b>holds</b>", 0.0, 0.2)
+    return synthetic, results, replace(explanation, hints=[*explanation.hints, hint])
+
+
+def test_a_failed_fidelity_gate_explains_itself(table, metadata, explained):
+    synthetic, results, explanation = explained
+    auc = results["detection_auc"].value
+    checks = [*CHECKS[:1], {"check": "detection_auc", "family": "fidelity", "value": auc, "threshold": 0.25,
+                            "op": "|x-0.5|<=", "passed": False}]
+    html = render_report(dataset="d", run_id="r", passed=False, checks=checks, real=table, synthetic=synthetic,
+                         metadata=metadata, results=results, explanation=explanation)
+    why = _why(html)
+    assert "Why the gate failed" in why and "<details>" not in why
+    assert "Failed fidelity checks: <code>detection_auc</code>" in why
+    assert explanation.features[0][0] == "income"
+    detector = re.findall(r"<tr><td><code>(.*?)</code>", why.split("<h3>")[1])
+    importance = dict(results["detection_auc"].details["features"])
+    assert detector[0] == "income" and all(importance[c] > 0 for c in detector)  # the columns it uses only
+    columns = why.split("<h3>")[2]
+    assert re.search(r"<tr><td><code>income</code></td><td class=\"num\">0\.\d+</td>", columns)
+    assert "<pre><code>- {kind: inequality, low: age, high: income}</code></pre>" in why
+    assert "income &gt;= age: &lt;b&gt;holds&lt;/b&gt;" in why and "<b>holds</b>" not in why
+    assert html.index("<h2>Headline metrics</h2>") < html.index('<h2 id="why">') < html.index("<h2>Distributions")
+
+
+def test_a_passing_gate_keeps_the_explanation_collapsed_and_no_explanation_no_section(table, metadata, explained):
+    synthetic, results, explanation = explained
+    html = render_report(dataset="d", run_id="r", passed=True, checks=CHECKS, real=table, synthetic=synthetic,
+                         metadata=metadata, results=results, explanation=explanation)
+    why = _why(html)
+    assert "What distinguishes synthetic rows" in why and "<details>" in why and "Why the gate failed" not in html
+    # a failed privacy check is no fidelity failure: still collapsed
+    html = render_report(dataset="d", run_id="r", passed=False, checks=_failed_checks(), real=table,
+                         synthetic=synthetic, metadata=metadata, results=results, explanation=explanation)
+    assert "Why the gate failed" not in html and "What distinguishes synthetic rows" in html
+    html = render_report(dataset="d", run_id="r", passed=False, checks=_failed_checks(), real=table,
+                         synthetic=synthetic, metadata=metadata, results=results)
+    assert 'id="why"' not in html
