@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(handler=lambda args, stage=stage: _run_one(stage, args))
 
     infer = sub.add_parser("infer-config", help="draft a dataset config from a CSV, Parquet or Delta source",
-                           description="Infer column kinds from a sample of SOURCE and write a dataset "
-                                       "config that `synthlake run` accepts as it is.")
+                           description="Infer column kinds from a sample of SOURCE, find the business rules "
+                                       "its rows obey (derived columns, lookups, inequalities, fixed "
+                                       "combinations: over every row, evidence as comments) and write a "
+                                       "dataset config that `synthlake run` accepts as it is.")
     infer.add_argument("source", help="path or URI of the source table")
     infer.add_argument("--format", choices=["csv", "parquet", "delta"],
                        help="source format (default: from the file extension; a folder with _delta_log is delta)")
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--no-header", action="store_true", help="CSV without a header line")
     infer.add_argument("--sample-rows", type=int, default=10_000, help="rows read to infer kinds (10000)")
     infer.add_argument("--force", action="store_true", help="overwrite an existing config")
+    infer.add_argument("--no-rules", action="store_true",
+                       help="skip rule discovery (a pass over the whole source; README: Rules)")
     infer.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
     infer.set_defaults(handler=_infer)
 
@@ -241,7 +245,7 @@ def _infer(args) -> None:
 
     path = infer_config(args.source, fmt=args.format, name=args.name, output=args.output,
                         header=not args.no_header, sample_rows=args.sample_rows, force=args.force,
-                        env_name=args.env)
+                        env_name=args.env, rules=not args.no_rules)
     print(f"wrote {path}; review it, then: synthlake run {path}")
 
 

@@ -1,4 +1,5 @@
-"""Draft a dataset config from any CSV, Parquet or Delta source by inferring column kinds."""
+"""Draft a dataset config from any CSV, Parquet or Delta source: column kinds inferred from a sample, business
+rules discovered over every row (pipelines.rule_discovery), each with its evidence as a YAML comment."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.config import DatasetConfig, load_env, project_root, resolve
+from pipelines.config import DatasetConfig, load_env, load_params, project_root, resolve
 from pipelines.context import StageError
 from synthlake.inference import infer_columns
 
 
 def infer_config(source: str, fmt: str | None = None, name: str | None = None, output: str | None = None,
                  header: bool = True, sample_rows: int = 10_000, force: bool = False,
-                 env_name: str | None = None) -> Path:
+                 env_name: str | None = None, rules: bool = True) -> Path:
+    """Writes the draft config and returns its path; `rules`: discover business rules over the whole source."""
+    from pipelines.rule_discovery import discover
+    from pipelines.source import read_source
     from pipelines.spark import get_spark
+    from synthlake.rule_discovery import rules_yaml
 
     fmt = fmt or _guess_format(source)
     name = name or re.sub(r"[^A-Za-z0-9_-]", "_", Path(source.rstrip("/")).stem) or "dataset"
@@ -45,11 +50,21 @@ def infer_config(source: str, fmt: str | None = None, name: str | None = None, o
         "columns": columns,
         "output": {"staging": f"{name}_staging", "published": name, "audit": "synthlake_audit"},
     }
-    DatasetConfig.model_validate(config)  # the draft must load as it is
+    dataset = DatasetConfig.model_validate(config)
+    rules_text = ""
+    if rules:
+        share = load_params().train.max_rule_violations
+        discovery, rows = discover(read_source(spark, dataset, check_casts=False), dataset.metadata, sample_rows,
+                                   share)
+        rules_text = rules_yaml(discovery, rows, share)
+    output_part = {"output": config.pop("output")}
+    text = (f"# Drafted by `synthlake infer-config` from {source} (column kinds from {len(sample)} rows).\n"
+            "# Review the column kinds and the rules; set `target:` to the column models will predict.\n"
+            + yaml.safe_dump(config, sort_keys=False, width=110) + rules_text
+            + yaml.safe_dump(output_part, sort_keys=False, width=110))
+    DatasetConfig.model_validate(yaml.safe_load(text))  # the draft must load as it is, rules and all
     out.parent.mkdir(parents=True, exist_ok=True)
-    header_comment = (f"# Drafted by `synthlake infer-config` from {source} ({len(sample)} rows sampled).\n"
-                      "# Review the column kinds; set `target:` to the column models will predict.\n")
-    out.write_text(header_comment + yaml.safe_dump(config, sort_keys=False, width=110))
+    out.write_text(text)
     return out
 
 

@@ -306,9 +306,10 @@ def _json_values(x: np.ndarray, spec: ColumnSpec) -> list[Any]:
 class Derived(Rule):
     """`column` = an expression over other columns of the row (synthlake.rules_expr), or a lookup table learned
     from the real rows: the mean of `value` per key of the `by` columns, and the mean of all rows for a key the
-    real rows do not hold. Computed after sampling, never learned by the generator: the column is dropped from
-    the learned table. Integers are rounded half to even; the check on floats allows a relative 1e-9, so that a
-    value computed elsewhere (Spark, GX) passes.
+    real rows do not hold; `value` may be the column itself, for a column fixed by its key (a rate per date).
+    Computed after sampling, never learned by the generator: the column is dropped from the learned table.
+    Integers are rounded half to even; the check on floats allows a relative 1e-9, so that a value computed
+    elsewhere (Spark, GX) passes.
     learns_from_rows: a lookup (its table and mean are kept in the rule's state); an expression learns nothing.
     """
 
@@ -347,8 +348,8 @@ class Derived(Rule):
         self.spec(lookup.value, (ColumnKind.NUMERIC,), "lookup value")
         if self.column.kind != ColumnKind.NUMERIC:
             raise self.error(f"a lookup gives numbers; column {self.config.column!r} is {self.column.kind.value}")
-        if self.config.column in (*lookup.by, lookup.value):
-            raise self.error(f"column {self.config.column!r} cannot be looked up from itself")
+        if self.config.column in lookup.by:
+            raise self.error(f"column {self.config.column!r} cannot be its own lookup key")
 
     @property
     def learns_from_rows(self) -> bool:

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from project_fixture import VENV_BIN, make_project, project_env
 
+from pipelines.config import DatasetConfig
+
 pytestmark = pytest.mark.slow
 
 
@@ -29,6 +31,34 @@ def customers(n: int = 400) -> pd.DataFrame:
     })
 
 
+COUNTRIES = [("FR", "EUR"), ("DE", "EUR"), ("IT", "EUR"), ("ES", "EUR"), ("US", "USD"), ("CA", "CAD"),
+             ("GB", "GBP"), ("CH", "CHF"), ("JP", "JPY"), ("MX", "MXN")]
+
+
+def orders(n: int = 3000) -> pd.DataFrame:
+    """Orders with business logic: date parts, a total, ordered dates, a rate per date, a currency per country;
+    and `fee`, below `price` on the first 1,000 rows only (a sample of them would take it for a rule)."""
+    rng = np.random.default_rng(1)
+    day = rng.integers(0, 120, n)
+    ordered = pd.Timestamp("2021-01-01") + pd.to_timedelta(day * 10, unit="D")  # 120 dates over 3+ years
+    start = ordered + pd.to_timedelta(rng.integers(0, 60, n), unit="D")
+    a, b, price = rng.integers(0, 500, n), rng.integers(0, 100, n), np.round(rng.gamma(2, 50, n), 2)
+    fee = np.round(price * rng.uniform(0, 1, n), 2)
+    late = np.arange(n) >= 1000
+    fee[late] = np.round(price[late] * rng.uniform(0, 1.2, late.sum()), 2)
+    pick = rng.choice(len(COUNTRIES), n)
+    return pd.DataFrame({
+        "order_id": [f"O-{i:06d}" for i in range(n)],
+        "order_date": ordered, "order_year": ordered.year.astype("int64"),
+        "order_month": ordered.month.astype("int64"),
+        "daily_rate": np.round(rng.uniform(0.8, 1.2, 120), 4)[day],
+        "start_date": start, "end_date": start + pd.to_timedelta(rng.integers(1, 30, n), unit="D"),
+        "a": a, "b": b, "total": a + b,
+        "country": [COUNTRIES[i][0] for i in pick], "currency": [COUNTRIES[i][1] for i in pick],
+        "price": price, "fee": fee, "qty": rng.integers(1, 6, n), "channel": rng.choice(["web", "shop", "phone"], n),
+    })
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("infer"), params={"rows": 150})
@@ -37,6 +67,7 @@ def project(tmp_path_factory):
     (root / "data_in").mkdir()
     table.to_csv(root / "data_in" / "customers.csv", index=False)
     table.to_parquet(root / "data_in" / "customers.parquet", index=False)
+    orders().to_parquet(root / "data_in" / "orders.parquet", index=False, coerce_timestamps="us")  # Spark: no ns
     return root
 
 
@@ -84,3 +115,29 @@ def test_existing_config_is_not_overwritten(project):
     out = synthlake(project, "infer-config", "data_in/customers.csv", "--name", "adult")
     assert out.returncode == 3 and "--force" in out.stderr
     assert target.read_text() == before
+
+
+def test_rules_are_discovered_over_the_whole_source_and_hold_on_it(project):
+    out = synthlake(project, "infer-config", "data_in/orders.parquet", "--sample-rows", "500")
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = (project / "conf" / "datasets" / "orders.yaml").read_text()
+    config = yaml.safe_load(text)
+    assert config["rules"] == [
+        {"kind": "derived", "column": "order_year", "expression": "year(order_date)"},
+        {"kind": "derived", "column": "order_month", "expression": "month(order_date)"},
+        {"kind": "derived", "column": "total", "expression": "a + b"},
+        {"kind": "derived", "column": "daily_rate", "lookup": {"by": ["order_date"], "value": "daily_rate"}},
+        {"kind": "fixed_combinations", "columns": ["country", "currency"]},
+        {"kind": "inequality", "low": "order_date", "high": "start_date", "unit": "day"},
+        {"kind": "inequality", "low": "start_date", "high": "end_date", "strict": True, "unit": "day"},
+    ]  # not order_date <= end_date (implied), nor fee <= price (broken beyond the 500 rows sampled)
+    # the evidence, counted over all 3,000 rows though candidates came from 500
+    assert "  # total = a + b: holds on 3,000 of 3,000 rows (0 violations)\n  - {kind: derived, column: total" in text
+    assert "# (country, currency) take 10 of the 10 x 7 combinations" in text
+    assert "# daily_rate = its own value per order_date (120 keys, 25.0 rows each)" in text
+    assert "refused under a `privacy:` budget" in text
+
+    dataset = DatasetConfig.model_validate(config)  # the draft loads as it is, rules and all
+    table = orders()
+    broken = dataset.ruleset.fit(table).violations(table).sum()
+    assert len(broken) == 7 and (broken == 0).all(), broken.to_dict()
