@@ -27,6 +27,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, run_id_required: bool = T
                         help="the run's id: every stage of one run uses the same id; a retry replaces it")
     parser.add_argument("--rows", type=int, help="synthetic rows to generate (default: params.yaml rows)")
     parser.add_argument("--seed", type=int, help="the run's seed (default: params.yaml seed)")
+    parser.add_argument("--where", help="a condition every synthetic row meets, in Spark SQL on learned columns, "
+                                        "e.g. \"age >= 60 AND income = '>50K'\" (names with spaces in backticks)")
+    parser.add_argument("--seed-table", metavar="PATH",
+                        help="a Delta, Parquet or CSV table of partial rows: each gives one synthetic row that "
+                             "keeps its values (rows = its row count)")
     parser.add_argument("--params", help="params file (default: params.yaml in the project root)")
     parser.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
 
@@ -35,7 +40,7 @@ def open_context(args: argparse.Namespace, run_id: str):
     from pipelines.context import RunContext
 
     return RunContext.open(args.config, run_id, params_path=args.params, env_name=args.env,
-                           rows=args.rows, seed=args.seed)
+                           rows=args.rows, seed=args.seed, where=args.where or None, seed_table=args.seed_table or None)
 
 
 def run_stage(stage: str, ctx, spark) -> dict:

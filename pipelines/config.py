@@ -47,6 +47,22 @@ def registered_model_name(dataset: str) -> str:
     return f"synthlake-{dataset}"
 
 
+class RebalanceConfig(Strict):
+    """`column` (categorical) follows `shares` (category -> share); the rest of each row is drawn given it."""
+
+    column: str
+    shares: dict[str, float]
+
+
+class FairnessConfig(Strict):
+    """The generated `target` independent of the `sensitive` columns (statistical parity); the validate stage
+    refuses a run whose largest gap in the target's shares between sensitive groups exceeds `max_gap`."""
+
+    target: str
+    sensitive: list[str] = Field(min_length=1)
+    max_gap: float = Field(0.02, ge=0.0, le=1.0)
+
+
 class DatasetConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     source: Source
@@ -65,6 +81,9 @@ class DatasetConfig(Strict):
     hyper: dict[str, Any] = Field(default_factory=dict)  # the generator's hyper-parameters, over params.yaml's
     # business rules that hold on every generated row by construction (synthlake.rules; README: Rules)
     rules: list[dict[str, Any]] = Field(default_factory=list)
+    # what every run's rows are drawn to (synthlake.conditions; README: Conditions, rebalancing, fairness)
+    rebalance: RebalanceConfig | None = None
+    fairness: FairnessConfig | None = None
 
     @model_validator(mode="after")
     def _check_metadata(self) -> DatasetConfig:
@@ -78,7 +97,18 @@ class DatasetConfig(Strict):
         rules = self.ruleset  # each rule's columns and kinds checked; the message names the rule
         if rules is not None and self.privacy is not None:
             rules.check_privacy()
+        self.conditions().check(self.metadata)  # the message names the column
         return self
+
+    def conditions(self, where: str | None = None, seed_rows=None):
+        """What this dataset's runs draw their rows to (synthlake.conditions.Conditions), with a run's `where`
+        and seed rows."""
+        from synthlake.conditions import Conditions, Fairness, Rebalance
+
+        return Conditions(
+            where=where, seed_rows=seed_rows,
+            rebalance=Rebalance(self.rebalance.column, dict(self.rebalance.shares)) if self.rebalance else None,
+            fairness=Fairness(self.fairness.target, tuple(self.fairness.sensitive)) if self.fairness else None)
 
     @property
     def ruleset(self):
@@ -138,6 +168,10 @@ class ValidateParams(Strict):
 class Params(Strict):
     seed: int = Field(42, ge=0, lt=2**31)
     rows: int = Field(10_000, ge=1)
+    # a run's request (CLI --where / --seed-table, the on-demand DAG's params), not tunables: every row meets
+    # `where` (Spark SQL on learned columns); a seed table's partial rows are kept, one output row each
+    where: str | None = None
+    seed_table: str | None = None
     profile: ProfileParams = Field(default_factory=ProfileParams)
     train: TrainParams = Field(default_factory=TrainParams)
     sample: SampleParams = Field(default_factory=SampleParams)

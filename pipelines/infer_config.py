@@ -10,6 +10,7 @@ import yaml
 
 from pipelines.config import DatasetConfig, load_env, load_params, project_root, resolve
 from pipelines.context import StageError
+from pipelines.source import guess_format
 from synthlake.inference import infer_columns
 
 
@@ -22,7 +23,7 @@ def infer_config(source: str, fmt: str | None = None, name: str | None = None, o
     from pipelines.spark import get_spark
     from synthlake.rule_discovery import rules_yaml
 
-    fmt = fmt or _guess_format(source)
+    fmt = fmt or guess_format(source)
     name = name or re.sub(r"[^A-Za-z0-9_-]", "_", Path(source.rstrip("/")).stem) or "dataset"
     if not name[0].isalpha():
         name = f"t_{name}"
@@ -66,19 +67,6 @@ def infer_config(source: str, fmt: str | None = None, name: str | None = None, o
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out
-
-
-def _guess_format(source: str) -> str:
-    path = Path(resolve(source))
-    if (path / "_delta_log").is_dir():
-        return "delta"
-    suffix = path.suffix.lower() if path.is_file() else next(
-        (p.suffix.lower() for p in path.glob("*") if p.suffix), "") if path.is_dir() else path.suffix.lower()
-    if suffix in (".csv", ".txt", ".data"):
-        return "csv"
-    if suffix == ".parquet":
-        return "parquet"
-    raise StageError(f"cannot tell the format of {source}; pass --format csv|parquet|delta")
 
 
 def _relative(source: str) -> str:

@@ -121,6 +121,8 @@ class SampleRecord(Record):
     seed: int
     model_version: str
     writer: Literal["arrow", "spark"]
+    where: str | None = None  # the condition every row meets (validate compares them with the real rows that do)
+    seed_table: str | None = None  # the seed table whose partial rows the rows keep
 
 
 # ---- validate ---------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def read_source(spark, dataset: DatasetConfig, check_casts: bool = True):
     return typed
 
 
-def _check_casts(raw, typed, dataset: DatasetConfig) -> None:
+def _check_casts(raw, typed, dataset: DatasetConfig, what: str | None = None) -> None:
     from pyspark.sql import functions as F
 
     casted = [c for c in dataset.columns if storage_type(c) != "string"]
@@ -71,9 +71,47 @@ def _check_casts(raw, typed, dataset: DatasetConfig) -> None:
     for i, spec in enumerate(casted):
         if counts[str(i)]:
             bad = pairs.where(F.col(f"raw_{i}").isNotNull() & F.col(f"typed_{i}").isNull()).first()[f"raw_{i}"]
-            raise StageError(f"dataset '{dataset.name}': column '{spec.name}' is configured as "
+            raise StageError(f"{what or 'dataset ' + repr(dataset.name)}: column '{spec.name}' is configured as "
                              f"{spec.kind.value} ({storage_type(spec)}) but {counts[str(i)]} values do not "
                              f"convert, e.g. {bad!r}")
+
+
+def guess_format(source: str) -> str:
+    """delta, csv or parquet, from the folder's Delta log or the files' suffix."""
+    path = Path(resolve(source))
+    if (path / "_delta_log").is_dir():
+        return "delta"
+    suffix = path.suffix.lower() if path.is_file() else next(
+        (p.suffix.lower() for p in path.glob("*") if p.suffix), "") if path.is_dir() else path.suffix.lower()
+    if suffix in (".csv", ".txt", ".data"):
+        return "csv"
+    if suffix == ".parquet":
+        return "parquet"
+    raise StageError(f"cannot tell the format of {source}; pass --format csv|parquet|delta")
+
+
+def read_seed_table(spark, dataset: DatasetConfig, source: str):
+    """A seed table's partial rows as pandas: each of its columns a learned column of the dataset, typed as
+    configured (CSV with a header). A column that is not one, or a value that does not convert, is refused
+    naming it."""
+    from pyspark.sql import functions as F
+
+    path = resolve(source)
+    if "://" not in path and not Path(path).exists():
+        raise StageError(f"seed table {source} does not exist")
+    fmt = guess_format(source)
+    df = spark.read.option("header", "true").csv(path) if fmt == "csv" else spark.read.format(fmt).load(path)
+    specs = {c.name: c for c in dataset.columns}
+    for name in df.columns:
+        if name not in specs:
+            raise StageError(f"seed table {source}: column {name!r} is not a column of dataset '{dataset.name}'")
+    columns = [specs[n] for n in df.columns]
+    typed = df.select([F.col(f"`{c.name}`").try_cast(storage_type(c)).alias(c.name) for c in columns])
+    _check_casts(df, typed, dataset.model_copy(update={"columns": columns}), f"seed table {source}")
+    rows = typed.toPandas()
+    if rows.empty:
+        raise StageError(f"seed table {source} has no rows")
+    return rows
 
 
 HOLDOUT_BUCKETS = 1_000_000

@@ -7,11 +7,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
 
+from pipelines.conditioned import condition_checks, meeting, reference
 from pipelines.context import RunContext, StageError
 from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict
 from pipelines.source import bounded, read_profiled, read_real
@@ -32,29 +33,21 @@ def run(ctx: RunContext, spark) -> dict:
     check_metric_names(ctx)
     store = ctx.store
     profile = store.read(ProfileRecord)
-    store.read(SampleRecord)
+    record = store.read(SampleRecord)
     # a DP generator never saw the exact min, max or null-free columns: a share of its values must comply
     mostly = ctx.params.validate_.dp_mostly if ctx.dataset.privacy else 1.0
-    # the staged rows are read and their expectations run on Spark in a thread while this one samples the real
-    # rows and computes the metrics: most of either is waiting (on the JVM, on numpy), so they overlap well
-    with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
-        reading = pool.submit(lambda: ctx.read_partition(spark, "staging").drop("run_id"))
-        print("[synthlake] validate: expectations on the staged rows", flush=True)
-        expectations = pool.submit(lambda: run_expectations(reading.result(), profile, ctx.run_id, mostly))
-        frames = _samples(spark, ctx, profile, reading)
-        if frames["synthetic"].empty:
-            raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
-        results, skipped = _evaluate(ctx, frames)
-        gx_result, staged = expectations.result(), reading.result()
-    store.write_json("gx_result", gx_result)
-    checks = _expectation_checks(gx_result)
-    metric_checks = _metric_checks(ctx, results)
-    checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
-    checks += _rule_checks(ctx, staged)
+    # the staged rows are kept (memory, then disk) for the expectations and the checks, and let go at the end:
+    # a cached plan would otherwise answer a later read of the same partition in this session with these rows,
+    # even after a retry's sample stage replaced them
+    staged = ctx.read_partition(spark, "staging").drop("run_id").persist()
+    try:
+        checks, frames, results, skipped, gx_result = _validate(ctx, spark, profile, record, staged, mostly)
+    finally:
+        staged.unpersist()
     failed = [c["check"] for c in checks if c["passed"] is False]
     verdict = {"run_id": ctx.run_id, "passed": not failed, "failed_checks": failed, "checks": checks,
                "skipped_metrics": skipped, "gx_success": gx_result["success"],
-               "metrics": {c["check"]: c["value"] for c in metric_checks},
+               "metrics": {c["check"]: c["value"] for c in _metric_checks(ctx, results)},
                "rows": {k: len(v) for k, v in frames.items()}, "validated_at": datetime.now(UTC).isoformat()}
     path = store.write(Verdict.model_validate(verdict))
     store.write_json("metrics", headline(verdict))
@@ -67,22 +60,42 @@ def run(ctx: RunContext, spark) -> dict:
             **{k: round(v, 4) for k, v in headline(verdict).items() if isinstance(v, float)}}
 
 
+def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleRecord, staged, mostly: float):
+    """Every check on the staged rows: the expectations run on Spark in a thread while this one samples the real
+    rows and computes the metrics (most of either is waiting, on the JVM or on numpy, so they overlap well)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
+        print("[synthlake] validate: expectations on the staged rows", flush=True)
+        expectations = pool.submit(lambda: run_expectations(staged, profile, ctx.run_id, mostly))
+        frames = reference(_samples(spark, ctx, profile, record, staged), ctx)
+        if frames["synthetic"].empty:
+            raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
+        results, skipped = _evaluate(ctx, frames)
+        gx_result = expectations.result()
+    ctx.store.write_json("gx_result", gx_result)
+    checks = _expectation_checks(gx_result)
+    metric_checks = _metric_checks(ctx, results)
+    checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
+    checks += _rule_checks(ctx, staged) + condition_checks(ctx, record, staged, frames["real"])
+    return checks, frames, results, skipped, gx_result
+
+
 def headline(verdict: dict) -> dict:
     """The figures DVC, the audit row and the CLI summary show."""
     metrics = verdict["metrics"]
     return {"passed": verdict["passed"], **{k: metrics[k] for k in HEADLINE if k in metrics}}
 
 
-def _samples(spark, ctx: RunContext, profile: ProfileRecord, staged: Future) -> dict:
-    """Bounded pandas samples of the training rows, the holdout and the synthetic rows (once `staged` is read)."""
+def _samples(spark, ctx: RunContext, profile: ProfileRecord, record: SampleRecord, staged) -> dict:
+    """Bounded pandas samples of the training rows, the holdout and the synthetic rows; of the real rows, those
+    that meet the run's `where`."""
     limit, seed = ctx.params.validate_.max_rows, ctx.params.seed
     print(f"[synthlake] validate: metrics on at most {limit} rows per side", flush=True)
-    source = read_profiled(spark, ctx, profile)  # read once for both sides
+    source = meeting(read_profiled(spark, ctx, profile), record.where)  # read once for both sides
     return {"real": bounded(read_real(spark, ctx, "train", profile, source), limit, seed,
                             total=profile.rows).toPandas(),
             "holdout": bounded(read_real(spark, ctx, "holdout", profile, source), limit, seed,
                                total=profile.holdout.rows).toPandas(),
-            "synthetic": bounded(staged.result(), limit, seed).toPandas()}
+            "synthetic": bounded(staged, limit, seed).toPandas()}
 
 
 def _check(name: str, family: str, value, threshold, op: str | None, passed: bool | None) -> dict:
@@ -226,7 +239,7 @@ def run_expectations(df, profile: ProfileRecord, run_id: str, mostly: float = 1.
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # our own progress lines suffice
-    batch = (context.data_sources.add_spark(name="synthlake")
+    batch = (context.data_sources.add_spark(name="synthlake", persist=False)  # the caller persists the rows
              .add_dataframe_asset(name="staging").add_batch_definition_whole_dataframe(run_id))
     suite = context.suites.add(build_suite(profile, mostly))
     definition = context.validation_definitions.add(

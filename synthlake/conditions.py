@@ -364,6 +364,34 @@ def _check_rebalance(rebalance: Rebalance, metadata: TableMetadata) -> None:
                              f"at most 1, got {shares}")
 
 
+def rebalanced(frame: pd.DataFrame, rebalance: Rebalance, seed: int) -> pd.DataFrame:
+    """`frame`'s rows resampled (with replacement, seeded) so that the column follows the shares, the other
+    categories keeping their proportions: the real rows a rebalanced run's rows are compared with."""
+    labels = category_strings(frame[rebalance.column])
+    counts = labels.value_counts(dropna=False)
+    named = {k: v / counts[k] for k, v in rebalance.shares.items() if counts.get(k, 0) > 0}  # weight per row
+    others = len(labels) - sum(counts[k] for k in named)
+    left = max(0.0, 1.0 - sum(rebalance.shares[k] for k in named))
+    weights = labels.map(named).fillna(left / others if others else 0.0).to_numpy(float)
+    if weights.sum() <= 0:
+        return frame
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(frame), size=len(frame), p=weights / weights.sum())
+    return frame.iloc[np.sort(picks)].reset_index(drop=True)
+
+
+def parity_gap(counts: pd.DataFrame, target: str, sensitive: list[str]) -> float:
+    """Statistical parity gap from row counts per (sensitive..., target) group (column `count`): over the
+    target's values, the largest difference between two sensitive groups in the share of rows with that
+    value. 0: the target is independent of the sensitive columns."""
+    keys = [category_strings(counts[c]).fillna("<null>") for c in sensitive]
+    table = counts.assign(_group=pd.Series(list(zip(*keys, strict=True)), index=counts.index).astype(str),
+                          _target=category_strings(counts[target]).fillna("<null>"))
+    shares = table.pivot_table(index="_group", columns="_target", values="count", aggfunc="sum", fill_value=0)
+    shares = shares.div(shares.sum(axis=1), axis=0)
+    return float((shares.max() - shares.min()).max()) if len(shares) > 1 else 0.0
+
+
 def satisfied(frame: pd.DataFrame, where: dict[str, ValueSet], metadata: TableMetadata) -> np.ndarray:
     """Which rows of `frame` meet the parsed `where` (the check on what a sampler returns)."""
     ok = np.ones(len(frame), dtype=bool)
@@ -377,5 +405,5 @@ def satisfied(frame: pd.DataFrame, where: dict[str, ValueSet], metadata: TableMe
     return ok
 
 
-__all__ = ["ConditionError", "Conditions", "Fairness", "Rebalance", "ValueSet", "parse_where",
-           "satisfied"]
+__all__ = ["ConditionError", "Conditions", "Fairness", "Rebalance", "ValueSet", "parity_gap", "parse_where",
+           "rebalanced", "satisfied"]

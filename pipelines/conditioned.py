@@ -1,0 +1,50 @@
+"""How validate treats a run drawn under conditions (synthlake.conditions): what its rows are compared with,
+and the checks that the conditions hold.
+
+- where: the real rows that meet the same condition (Spark reads it as SQL), and a check that no staged row
+  fails it, counted by Spark over every staged row (the sampler's own parser is not trusted alone);
+- rebalance: the real rows resampled to the same shares (synthlake.conditions.rebalanced);
+- fairness: the statistical parity gap over every staged row, which must stay within `max_gap`, beside the
+  real rows' gap (measured, not a gate).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipelines.context import RunContext
+from pipelines.records import Check, SampleRecord
+from synthlake.conditions import parity_gap, rebalanced
+
+
+def meeting(df, where: str | None):
+    """The rows of a Spark DataFrame that meet `where` (all of them without one)."""
+    return df if not where else df.where(where)
+
+
+def reference(frames: dict[str, pd.DataFrame], ctx: RunContext) -> dict[str, pd.DataFrame]:
+    """The real and holdout samples as a rebalanced run's rows should look."""
+    if not ctx.dataset.rebalance:
+        return frames
+    shares = ctx.dataset.conditions().rebalance
+    return {**frames, **{k: rebalanced(frames[k], shares, ctx.params.seed) for k in ("real", "holdout")}}
+
+
+def condition_checks(ctx: RunContext, record: SampleRecord, staged, real: pd.DataFrame) -> list[dict]:
+    def check(name, family, value, threshold, op, passed) -> dict:
+        return Check(check=name, family=family, value=value, threshold=threshold, op=op, passed=passed).model_dump()
+
+    checks = []
+    if record.where:
+        outside = staged.where(f"NOT coalesce(({record.where}), false)").count()
+        checks.append(check("where", "conditions", outside, 0, "<=", outside == 0))
+    fairness = ctx.dataset.fairness
+    if fairness:
+        columns = [*fairness.sensitive, fairness.target]
+        counts = staged.groupBy(*[f"`{c}`" for c in columns]).count().toPandas()
+        gap = parity_gap(counts, fairness.target, fairness.sensitive)
+        real_counts = real.groupby(columns, dropna=False).size().rename("count").reset_index()
+        checks.append(check("parity_gap", "fairness", gap, fairness.max_gap, "<=", gap <= fairness.max_gap))
+        checks.append(check("parity_gap_real", "fairness", parity_gap(real_counts, fairness.target,
+                                                                       fairness.sensitive), None, None, None))
+    return checks
