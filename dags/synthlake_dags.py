@@ -4,8 +4,8 @@ Two DAGs chain the same stages, profile >> train >> sample >> validate >> publis
 pipelines.stages), one `SparkSubmitOperator` per stage running `jobs/<stage>_job.py` of this project:
 
 - ``synthlake_on_demand``: manual trigger, with params ``dataset`` (conf/datasets/<dataset>.yaml),
-  ``rows`` and ``seed`` (defaults: params.yaml's); its run id is Airflow's dag run id
-  (``manual__2026-...+00:00``).
+  ``rows`` and ``seed`` (defaults: params.yaml's), and optionally ``where`` and ``seed_table`` (the rows'
+  conditions, README: Conditions); its run id is Airflow's dag run id (``manual__2026-...+00:00``).
 - ``synthlake_nightly``: every night at 02:00 UTC, no catch-up, dataset ``adult``, rows and seed from
   params.yaml; its run id is ``nightly-YYYYMMDD`` of the logical date, so a retry or a rerun of the same
   night replaces that night's partition instead of adding a second one.
@@ -276,12 +276,18 @@ with DAG(
                       description="synthetic rows to generate"),
         "seed": Param(**params_default("seed"), type="integer", minimum=0, maximum=2**31 - 1,
                       description="the run's seed"),
+        "where": Param("", type="string", maxLength=4000,
+                       description="a condition every row meets (Spark SQL on learned columns); empty: none"),
+        "seed_table": Param("", type="string", maxLength=1000,
+                            description="a table of partial rows, one output row each, keeping their values; "
+                                        "empty: none"),
     },
     tags=["synthlake"],
     doc_md=__doc__,
 ) as on_demand:
     chain_stages(stage_args("{{ params.dataset }}", "{{ run_id | synthlake_run_id }}",
-                            ["--rows", "{{ params.rows }}", "--seed", "{{ params.seed }}"]))
+                            ["--rows", "{{ params.rows }}", "--seed", "{{ params.seed }}",
+                             "--where", "{{ params.where }}", "--seed-table", "{{ params.seed_table }}"]))
 
 with DAG(
     dag_id="synthlake_nightly",

@@ -4,6 +4,7 @@
     rows = model.predict(pd.DataFrame({"rows": [1000], "seed": [7]}))
     more = model.predict(pd.DataFrame({"rows": [1000], "seed": [7]}))  # identifiers 1000..1999
     again = model.predict(pd.DataFrame({"rows": [1000], "seed": [7], "offset": [0]}))  # == rows
+    older = model.predict(pd.DataFrame({"rows": [100], "where": ["age >= 60"]}))  # every row meets it
 """
 
 import mlflow
@@ -19,10 +20,12 @@ class SyntheticTableModel(PythonModel):
         self.next_offset = 0  # where the next request's generated identifiers start, unless it says
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """One request row: `rows` to generate, an optional `seed` (default 0) and an optional `offset`, the
-        first generated identifier (default: one past the previous request's last, so they keep increasing).
-        The rows are deterministic for (rows, seed, offset)."""
-        from synthlake.generators.base import to_frame
+        """One request row: `rows` to generate, an optional `seed` (default 0), an optional `offset`, the
+        first generated identifier (default: one past the previous request's last, so they keep increasing),
+        and an optional `where`, a condition every row meets (synthlake.conditions). The rows are deterministic
+        for (rows, seed, offset, where)."""
+        from synthlake.conditions import Conditions
+        from synthlake.generators.base import sample_conditional, to_frame
 
         if "rows" not in model_input.columns or len(model_input) != 1:
             raise ValueError("predict expects one row with a `rows` column (and optionally `seed`, `offset`)")
@@ -30,7 +33,8 @@ class SyntheticTableModel(PythonModel):
         rows = int(request["rows"])
         seed = int(request["seed"]) if "seed" in model_input.columns else 0
         offset = int(request["offset"]) if "offset" in model_input.columns else self.next_offset
-        table = self.sampler.sample_arrow(rows, seed=seed, row_offset=offset)
+        where = request["where"] if "where" in model_input.columns and isinstance(request["where"], str) else None
+        table = sample_conditional(self.sampler, rows, seed, offset, Conditions(where=where or None))
         self.next_offset = offset + rows
         return to_frame(table)
 

@@ -5,8 +5,9 @@ No `from __future__ import annotations` here: FastAPI must see the body model, m
 
 import threading
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
+import pandas as pd
 from fastapi import FastAPI, Header, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -18,6 +19,8 @@ from pipelines.config import EnvConfig
 from serving import formats
 from serving.champions import Champions
 from serving.middleware import RequestMiddleware
+from synthlake.conditions import ConditionError, Conditions
+from synthlake.generators.base import sample_conditional
 
 INT64 = 2**63
 
@@ -41,6 +44,10 @@ def request_model(max_rows: int) -> type[BaseModel]:
         offset: int | None = Field(None, ge=0, lt=INT64, description=(
             "the first generated identifier's row number; default: one past the highest row this server has "
             "served for the dataset, so identifiers keep increasing across requests"))
+        where: str | None = Field(None, max_length=4000, description=(
+            "a condition every row meets, in Spark SQL on learned columns, e.g. \"age >= 60 AND sex = 'F'\""))
+        seed_rows: list[dict[str, Any]] | None = Field(None, description=(
+            "partial rows whose values are kept, one generated row each (`rows` must equal their number)"))
 
     return RowsRequest
 
@@ -115,6 +122,15 @@ def _add_probes(app: FastAPI, champions: Champions) -> None:
         return {"status": "ready", "versions": {d: c.loaded.version for d, c in champions.by_dataset.items()}}
 
 
+def _conditions(body) -> Conditions:
+    if body.seed_rows is None:
+        return Conditions(where=body.where)
+    if len(body.seed_rows) != body.rows:
+        raise ApiError(422, f"rows is {body.rows} but {len(body.seed_rows)} seed rows were given: one row each",
+                       "seed_rows")
+    return Conditions(where=body.where, seed_rows=pd.DataFrame(body.seed_rows))
+
+
 def _add_rows(app: FastAPI, champions: Champions, body_model: type[BaseModel]) -> None:
     bearer = HTTPBearer(auto_error=False)  # documents the scheme in OpenAPI; RequestMiddleware enforces it
 
@@ -136,8 +152,12 @@ def _add_rows(app: FastAPI, champions: Champions, body_model: type[BaseModel]) -
         loaded = champion.loaded
         if loaded is None:
             raise ApiError(503, f"dataset {name!r} has no champion model loaded: {champion.problem}", "name")
+        conditions = _conditions(body)
         offset = champion.reserve(body.rows, body.offset)
-        table = loaded.sampler.sample_arrow(body.rows, seed=body.seed, row_offset=offset)
+        try:
+            table = sample_conditional(loaded.sampler, body.rows, body.seed, offset, conditions)
+        except ConditionError as exc:
+            raise ApiError(422, str(exc), "seed_rows" if str(exc).startswith("seed rows") else "where") from None
         request.state.rows = table.num_rows
         headers = {"X-Synthlake-Seed": str(body.seed), "X-Synthlake-Offset": str(offset),
                    "X-Synthlake-Model-Version": loaded.version}

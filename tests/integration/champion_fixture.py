@@ -22,21 +22,22 @@ def adult_frame(start: int, rows: int) -> pd.DataFrame:
     return frame
 
 
-def register(root: Path, dataset: str, start: int) -> str:
-    """Fit a copula on 300 rows from `start`, log and register it as synthlake-<dataset>, make it champion."""
+def register(root: Path, dataset: str, start: int, generator: str = "gaussian_copula", **hyper) -> str:
+    """Fit a copula (or `generator`) on 300 rows from `start`, log and register it as synthlake-<dataset>, make
+    it champion."""
     import mlflow
     from mlflow import MlflowClient
 
     from pipelines import tracking
     from pipelines.config import load_dataset
     from pipelines.context import RunContext
-    from synthlake.generators.gaussian_copula import GaussianCopulaGenerator
+    from synthlake.generators import get_generator
     from synthlake.metadata import ColumnSpec, TableMetadata
 
     columns = load_dataset(REPO / "conf/datasets/adult.yaml").columns
     metadata = TableMetadata(columns=[ColumnSpec(name="id", kind="identifier"), *columns,
                                       ColumnSpec(name="seen_at", kind="datetime")], target="income")
-    model = GaussianCopulaGenerator(metadata).fit(adult_frame(start, 300))
+    model = get_generator(generator)(metadata, **hyper).fit(adult_frame(start, 300))
     folder = root / "models" / f"{dataset}-{start}"
     model.save(folder)
     model.freeze().save(folder)

@@ -90,6 +90,20 @@ def test_every_published_row_meets_where_and_validate_compares_like_with_like(pr
     assert verdict.rows["real"] + verdict.rows["holdout"] == meets  # only the real rows that meet it
 
 
+def test_the_registered_pyfunc_takes_a_where(project, spark):
+    import mlflow
+
+    from pipelines import tracking
+    from pipelines.records import TrainRecord
+
+    ctx = RunContext.open(write_config(project), RUN)
+    tracking.setup(ctx)
+    model = mlflow.pyfunc.load_model(f"models:/{ctx.model_name}/{ctx.store.read(TrainRecord).model_version}")
+    older = model.predict(pd.DataFrame({"rows": [50], "seed": [1], "where": ["age > 70 AND sex = 'F'"]}))
+    assert len(older) == 50 and (older.age > 70).all() and (older.sex == "F").all()
+    assert not (model.predict(pd.DataFrame({"rows": [200], "seed": [1]})).age > 70).all()
+
+
 def test_the_where_check_counts_rows_that_fail_it(project, spark):
     """The check is not a formality: a staged frame with a row outside the condition is counted."""
     from pipelines.conditioned import condition_checks
@@ -104,8 +118,8 @@ def test_the_where_check_counts_rows_that_fail_it(project, spark):
 
 
 def test_conditional_rows_do_not_depend_on_partitions(project, spark):
-    from pipelines.tracking import load_sampler
     from pipelines.records import TrainRecord
+    from pipelines.tracking import load_sampler
 
     frames = []
     for partitions in (1, 4):

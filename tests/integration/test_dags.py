@@ -70,7 +70,8 @@ SUMMARY = textwrap.dedent(
 
     manual = "manual__2026-11-22T19:30:00.123456+00:00"
     LISTENER_ENV = sys.argv[4]
-    params = {"dataset": "adult", "rows": 123, "seed": 5}
+    params = {"dataset": "adult", "rows": 123, "seed": 5, "where": "age >= 60 AND `native-country` = 'Peru'",
+              "seed_table": ""}
     rendered = {
         "on_demand": render("synthlake_on_demand", "sample", run_id=manual, params=params, var=Variables(
             {"synthlake_spark_conn_id": "spark_other", "synthlake_env": "other"})),
@@ -171,7 +172,8 @@ def test_on_demand_is_manual_with_params_defaulting_to_params_yaml(summary):
     dag = summary["dags"]["synthlake_on_demand"]
     assert dag["timetable"] == "NullTimetable"
     params = yaml.safe_load((Path(summary["home"]) / "params.yaml").read_text())
-    assert dag["params"] == {"dataset": "adult", "rows": params["rows"], "seed": params["seed"]}
+    assert dag["params"] == {"dataset": "adult", "rows": params["rows"], "seed": params["seed"], "where": "",
+                             "seed_table": ""}
     assert (params["rows"], params["seed"]) == (HOME_PARAMS["rows"], HOME_PARAMS["seed"])
     assert {"--rows", "--seed"} <= set(dag["tasks"]["sample"]["args"])
 
@@ -216,7 +218,8 @@ def test_templates_render_to_the_jobs_command_line(summary):
     assert on_demand["conn_id"] == "spark_other"  # the Airflow Variable wins over spark_local
     assert on_demand["args"] == [f"{home}/conf/datasets/adult.yaml", "--run-id",
                                  "manual__2026-11-22T19:30:00.123456+00:00", "--env", "other",
-                                 "--rows", "123", "--seed", "5"]
+                                 "--rows", "123", "--seed", "5", "--where",
+                                 "age >= 60 AND `native-country` = 'Peru'", "--seed-table", ""]
     assert on_demand["env_vars"]["SYNTHLAKE_HOME"] == home
     assert on_demand["env_vars"]["PYTHONSAFEPATH"] == "1"
     assert on_demand["env_vars"]["PYSPARK_PYTHON"] == sys.executable

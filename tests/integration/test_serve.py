@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from champion_fixture import register
+from champion_fixture import register, write_config
 from project_fixture import VENV_BIN, free_port, make_project, project_env
 
 TOKEN = "test-token"
@@ -41,6 +41,8 @@ def project(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SYNTHLAKE_HOME", str(root))
         register(root, "adult", start=0)
+        write_config(root, "conditional")
+        register(root, "conditional", start=0, generator="tabular_ar", epochs=2, hidden_dim=16)
         yield root
 
 
@@ -246,6 +248,27 @@ def test_without_tokens_only_loopback_serves(project):
         thread.join(timeout=TIMEOUT)
 
 
+def test_where_and_seed_rows_give_rows_that_meet_them(client):
+    """A tabular_ar champion meets a condition and keeps seed values; every row, by construction."""
+    records = rows(client, dataset="conditional", rows=300, seed=2, where="age >= 50 AND sex = 'Female'").json()
+    assert len(records) == 300 and all(r["age"] >= 50 and r["sex"] == "Female" for r in records)
+    seeds = [{"age": 30, "education": "Masters"}, {"age": 71, "education": "HS-grad"}]
+    kept = rows(client, dataset="conditional", rows=2, seed_rows=seeds).json()
+    assert [(r["age"], r["education"]) for r in kept] == [(30, "Masters"), (71, "HS-grad")]
+
+
+@pytest.mark.parametrize("dataset, body, field, message", [
+    ("conditional", {"rows": 5, "where": "agee > 3"}, "where", "no column 'agee'"),
+    ("conditional", {"rows": 3, "seed_rows": [{"age": 30}]}, "seed_rows", "one row each"),
+    ("conditional", {"rows": 1, "seed_rows": [{"sex": "Other"}]}, "seed_rows", "column 'sex'"),
+    ("adult", {"rows": 5, "where": "age > 30"}, "where", "cannot meet conditions"),
+])
+def test_conditions_that_cannot_be_met_are_a_422_naming_the_field(client, dataset, body, field, message):
+    response = rows(client, dataset=dataset, **body)
+    assert response.status_code == 422
+    assert response.json()["field"] == field and message in response.json()["error"]
+
+
 def test_the_server_logs_json_lines_and_never_imports_torch_or_spark(server, client):
     for dataset, request_id in (("adult", "served-one"), ("nope", "refused-one")):
         client.post(f"/v1/datasets/{dataset}/rows", json={"rows": 2}, headers={"X-Request-ID": request_id})
@@ -260,3 +283,4 @@ def test_the_server_logs_json_lines_and_never_imports_torch_or_spark(server, cli
     assert served == {**served, "method": "POST", "path": "/v1/datasets/adult/rows", "status": 200, "rows": 2}
     assert refused == {**refused, "path": "/v1/datasets/nope/rows", "status": 404, "rows": None}
     assert served["ms"] > 0
+
