@@ -29,6 +29,7 @@ def run(ctx: RunContext, spark) -> dict:
             "source": {**ctx.dataset.source.model_dump(), "fingerprint": source_fingerprint(spark, ctx.dataset)},
             **_statistics(df, ctx),
         }
+        body["rules"] = _rule_shares(df, ctx, body["rows"])
     finally:
         df.unpersist()
     holdout_rows = split(read_source(spark, ctx.dataset), "holdout", fraction, seed).count()
@@ -45,6 +46,29 @@ def run(ctx: RunContext, spark) -> dict:
             print(f"warning: column '{name}' looks like PII ({col.pii_suspected}) but is configured as "
                   f"{col.kind}; declare it `kind: pii` so it is never learned")
     return {"profile": str(path), "profile_version": version, "rows": profile.rows, "holdout_rows": holdout_rows}
+
+
+def _rule_shares(df, ctx: RunContext, rows: int) -> dict[str, float]:
+    """The share of the training rows that break each rule, counted over all of them with Spark (rules that
+    learn from rows, such as lookups, fitted on the rows train will read); a rule broken by more than
+    train.max_rule_violations is refused, naming it and the share."""
+    from pipelines.rule_checks import broken_rows
+    from pipelines.source import bounded
+
+    rules = ctx.dataset.ruleset
+    if rules is None or rows == 0:
+        return {}
+    rules.fit(bounded(df, ctx.params.train.max_rows, ctx.params.seed, total=rows).toPandas())
+    allowed, shares = ctx.params.train.max_rule_violations, {}
+    for label, broken in broken_rows(df, rules).items():
+        shares[label] = broken / rows
+        print(f"[synthlake] profile: {label} broken by {broken} of {rows} training rows ({broken / rows:.4%})",
+              flush=True)
+        if broken / rows > allowed:
+            raise StageError(f"{ctx.config_path} {label}: {broken / rows:.2%} of the source's training rows break "
+                             f"it ({broken} of {rows}), more than train.max_rule_violations ({allowed:.2%}): fix "
+                             "the rule or the data")
+    return shares
 
 
 def _statistics(df, ctx: RunContext) -> dict:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from pipelines.config import Source, Strict
 from pipelines.context import StageError
@@ -91,6 +91,7 @@ class ProfileRecord(Record):
     rows: int  # training rows (the holdout excluded)
     columns: dict[str, ColumnProfile]
     holdout: Holdout
+    rules: dict[str, float] = Field(default_factory=dict)  # rule label -> share of the training rows breaking it
 
 
 # ---- train ------------------------------------------------------------------------------------------

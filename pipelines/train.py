@@ -80,19 +80,10 @@ def _privacy_spent(model_dir: Path) -> dict | None:
 
 
 def fit_rules(ctx: RunContext, table):
-    """The dataset's rules fitted on the training rows (None without rules); refused, naming the rule and the
-    share, when the rows break one more often than train.max_rule_violations allows."""
+    """The dataset's rules fitted on the training rows (None without rules); the profile stage has checked
+    that the source keeps them."""
     rules = ctx.dataset.ruleset
-    if rules is None:
-        return None
-    rules.fit(table)
-    allowed = ctx.params.train.max_rule_violations
-    for label, share in rules.violations(table).mean().items():
-        print(f"[synthlake] train: {label} broken by {share:.4%} of the training rows", flush=True)
-        if share > allowed:
-            raise StageError(f"{ctx.config_path} {label}: {share:.2%} of the source's training rows break it, "
-                             f"more than train.max_rule_violations ({allowed:.2%}): fix the rule or the data")
-    return rules
+    return None if rules is None else rules.fit(table)
 
 
 def build_model(ctx: RunContext, metadata=None):

@@ -15,6 +15,7 @@ import numpy as np
 from pipelines.conditioned import condition_checks, meeting, reference
 from pipelines.context import RunContext, StageError
 from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict
+from pipelines.rule_checks import flag_column, with_flags
 from pipelines.source import bounded, read_profiled, read_real
 from pipelines.thresholds import check_metric_names
 from synthlake.evaluation import HEADLINE, METRICS, Direction, MetricResult, SharedWork, get_metric
@@ -63,19 +64,19 @@ def run(ctx: RunContext, spark) -> dict:
 def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleRecord, staged, mostly: float):
     """Every check on the staged rows: the expectations run on Spark in a thread while this one samples the real
     rows and computes the metrics (most of either is waiting, on the JVM or on numpy, so they overlap well)."""
+    rules = _fitted_rules(ctx)
     with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
         print("[synthlake] validate: expectations on the staged rows", flush=True)
-        expectations = pool.submit(lambda: run_expectations(staged, profile, ctx.run_id, mostly))
+        expectations = pool.submit(lambda: run_expectations(staged, profile, ctx.run_id, mostly, rules))
         frames = reference(_samples(spark, ctx, profile, record, staged), ctx)
         if frames["synthetic"].empty:
             raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
         results, skipped = _evaluate(ctx, frames)
         gx_result = expectations.result()
     ctx.store.write_json("gx_result", gx_result)
-    checks = _expectation_checks(gx_result)
-    metric_checks = _metric_checks(ctx, results)
-    checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
-    checks += _rule_checks(ctx, staged) + condition_checks(ctx, record, staged, frames["real"])
+    checks = _expectation_checks(gx_result, rules)
+    checks += _shape_checks(ctx, results) + _metric_checks(ctx, results) + _canary_checks(ctx, staged)
+    checks += condition_checks(ctx, record, staged, frames["real"])
     return checks, frames, results, skipped, gx_result
 
 
@@ -102,8 +103,12 @@ def _check(name: str, family: str, value, threshold, op: str | None, passed: boo
     return {"check": name, "family": family, "value": value, "threshold": threshold, "op": op, "passed": passed}
 
 
-def _expectation_checks(gx_result: dict) -> list[dict]:
-    return [_check(f"gx:{r['expectation']}:{r['column']}", "expectation", r["observed"], None, None, r["success"])
+def _expectation_checks(gx_result: dict, rules) -> list[dict]:
+    """One check per expectation; a rule's (on its flag column) is named by the rule, its value the number of
+    staged rows that break it."""
+    labels = {flag_column(i): rule.label for i, rule in enumerate(rules.rules)} if rules else {}
+    return [_check(labels[r["column"]], "rules", r["unexpected"], 0, "<=", r["success"]) if r["column"] in labels
+            else _check(f"gx:{r['expectation']}:{r['column']}", "expectation", r["observed"], None, None, r["success"])
             for r in _gx_summary(gx_result)]
 
 
@@ -170,37 +175,18 @@ def _canary_checks(ctx: RunContext, staged) -> list[dict]:
     return [_check(CanaryShare.name, CanaryShare.family, share, threshold, _op(CanaryShare), passed)]
 
 
-def _rule_checks(ctx: RunContext, staged) -> list[dict]:
-    """Every dataset rule on every staged row (Spark): no row may break one. The rules, as fitted by train,
-    are in the model folder (synthlake.generators.ruled)."""
+def _fitted_rules(ctx: RunContext):
+    """The dataset's rules as train fitted them (saved in the model folder, synthlake.generators.ruled), None
+    without rules."""
     from synthlake.rules import RULES_FILE, RuleSet
 
     if not ctx.dataset.rules:
-        return []
+        return None
     saved = ctx.store.path("model") / RULES_FILE
     if not saved.is_file():  # e.g. rules added to the config after training: the rows were not made to hold them
         raise StageError(f"{ctx.config_path} has rules, but run {ctx.run_id!r} was trained without them: "
                          "re-run train and sample")
-    rules = RuleSet.from_state(json.loads(saved.read_text()))
-    return [_check(label, "rules", broken, 0, "<=", broken == 0)
-            for label, broken in broken_rows(staged, rules).items()]
-
-
-def broken_rows(frame, rules) -> dict[str, int]:
-    """How many rows of a Spark DataFrame break each rule (synthlake.rules.RuleSet.violations), by rule label."""
-    state, names = rules.state(), [f"rule_{i}" for i in range(len(rules.rules))]
-
-    def count(frames):
-        import pandas as pd
-
-        from synthlake.rules import RuleSet
-
-        fitted = RuleSet.from_state(state)
-        for part in frames:
-            yield pd.DataFrame([fitted.violations(part).sum().to_numpy()], columns=names)
-
-    totals = frame.mapInPandas(count, ", ".join(f"{n} long" for n in names)).groupBy().sum().first()
-    return {rule.label: int(totals[i] or 0) for i, rule in enumerate(rules.rules)}
+    return RuleSet.from_state(json.loads(saved.read_text()))
 
 
 def _held(staged, column: str, values: np.ndarray) -> int:
@@ -212,8 +198,9 @@ def _held(staged, column: str, values: np.ndarray) -> int:
     return staged.where(held.isin(values.tolist())).select(held).distinct().count()
 
 
-def build_suite(profile: ProfileRecord, mostly: float = 1.0):
-    """Expectations the source satisfied: columns and types, not-null, numeric ranges, category sets."""
+def build_suite(profile: ProfileRecord, mostly: float = 1.0, rules=None):
+    """Expectations the source satisfied: columns and types, not-null, numeric ranges, category sets; and per
+    rule, that no row breaks it (its flag column, pipelines.rule_checks, false on every row)."""
     import great_expectations as gx
     from great_expectations import expectations as E
 
@@ -230,10 +217,14 @@ def build_suite(profile: ProfileRecord, mostly: float = 1.0):
             # generators emit RARE_CATEGORY in place of values too rare to reproduce
             values = [v for v, _ in col.categories.frequencies if v is not None] + [RARE_CATEGORY]
             suite.add_expectation(E.ExpectColumnValuesToBeInSet(column=name, value_set=values))
+    for i, rule in enumerate(rules.rules if rules else ()):
+        suite.add_expectation(E.ExpectColumnValuesToBeInSet(column=flag_column(i), value_set=[False],
+                                                            description=rule.label))
     return suite
 
 
-def run_expectations(df, profile: ProfileRecord, run_id: str, mostly: float = 1.0) -> dict:
+def run_expectations(df, profile: ProfileRecord, run_id: str, mostly: float = 1.0, rules=None) -> dict:
+    """The suite (build_suite) on `df`; with `rules`, on `df` with their flag columns."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -241,10 +232,11 @@ def run_expectations(df, profile: ProfileRecord, run_id: str, mostly: float = 1.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # our own progress lines suffice
     batch = (context.data_sources.add_spark(name="synthlake", persist=False)  # the caller persists the rows
              .add_dataframe_asset(name="staging").add_batch_definition_whole_dataframe(run_id))
-    suite = context.suites.add(build_suite(profile, mostly))
+    suite = context.suites.add(build_suite(profile, mostly, rules))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(data=batch, suite=suite, name=f"staging-{run_id}"))
-    return definition.run(batch_parameters={"dataframe": df}).to_json_dict()
+    frame = with_flags(df, rules) if rules else df
+    return definition.run(batch_parameters={"dataframe": frame}).to_json_dict()
 
 
 def _gx_summary(result: dict) -> list[dict]:
@@ -253,7 +245,8 @@ def _gx_summary(result: dict) -> list[dict]:
         cfg = r["expectation_config"]
         observed = r.get("result", {}).get("unexpected_percent", r.get("result", {}).get("observed_value"))
         out.append({"expectation": cfg["type"], "column": cfg["kwargs"].get("column"),
-                    "success": bool(r["success"]), "observed": observed})
+                    "success": bool(r["success"]), "observed": observed,
+                    "unexpected": r.get("result", {}).get("unexpected_count")})
     return out
 
 
@@ -266,18 +259,29 @@ def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames
     meta = ctx.dataset.metadata
     trained = store.read(TrainRecord)
     facts = {"generator": ctx.dataset.generator, "model": f"{trained.model_name} v{trained.model_version}",
-             "synthetic rows": ctx.params.rows, "training rows": profile.rows,
+             "synthetic rows": store.read(SampleRecord).rows, "training rows": profile.rows,
              "holdout rows": profile.holdout.rows, "source": profile.source.fingerprint,
              "profile version": profile.profile_version, "validated at": verdict["validated_at"],
-             "differential privacy": _privacy_fact(trained.privacy)}
+             "differential privacy": _privacy_fact(trained.privacy), **_condition_facts(ctx, store)}
+    rules = _fitted_rules(ctx)
+    described = [(r.label, r.describe(), profile.rules.get(r.label)) for r in rules.rules] if rules else None
     explanation = explain(frames["real"], frames["synthetic"], meta, results, rules=ctx.dataset.rules,
                           private=ctx.dataset.privacy is not None, seed=ctx.params.seed)
     html = render_report(dataset=ctx.dataset.name, run_id=ctx.run_id, passed=verdict["passed"],
                          checks=verdict["checks"], real=frames["real"], synthetic=frames["synthetic"],
-                         metadata=meta, results=results, facts=facts, explanation=explanation)
+                         metadata=meta, results=results, facts=facts, explanation=explanation, rules=described)
     path = store.write_text("report", html)
     _write_plot_data(store, verdict, results["dcr_share"])
     return path
+
+
+def _condition_facts(ctx: RunContext, store: RunStore) -> dict[str, str]:
+    """The run's conditions, for the report's header."""
+    record, d = store.read(SampleRecord), ctx.dataset
+    facts = {"where": record.where, "seed table": record.seed_table,
+             "rebalance": d.rebalance and f"{d.rebalance.column}: {d.rebalance.shares}",
+             "fairness": d.fairness and f"{d.fairness.target} independent of {', '.join(d.fairness.sensitive)}"}
+    return {k: v for k, v in facts.items() if v}
 
 
 def _privacy_fact(privacy: PrivacySpent | None) -> str:

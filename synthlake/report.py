@@ -37,6 +37,7 @@ HEADLINE_FAMILIES = ("fidelity", "utility", "privacy")
 SHAPE_FAMILY = "column_shape"
 FIDELITY_FAMILIES = ("fidelity", SHAPE_FAMILY)  # a failure in one of these opens "Why the gate failed"
 EXPECTATION_FAMILY = "expectation"
+REQUEST_FAMILIES = ("rules", "conditions", "fairness")  # what the dataset's rules and the run's conditions ask
 MAX_PLOT_ROWS = 50_000  # the caller passes bounded samples; this only guards against an unbounded frame
 TOP_CATEGORIES = 15
 HIST_BINS = 30
@@ -91,6 +92,7 @@ def render_report(
     results: Mapping[str, MetricResult] | None = None,
     facts: dict[str, object] | None = None,
     explanation: Explanation | None = None,
+    rules: list[tuple[str, str, float | None]] | None = None,
 ) -> str:
     """The validation report of one run as one self-contained HTML page.
 
@@ -100,6 +102,7 @@ def render_report(
     association matrices and dcr_share's distances (a section says so when its result is absent).
     `facts`: small key/value pairs for the header (generator, rows, model version, epsilon, ...).
     `explanation`: what gives synthetic rows away (synthlake.evaluation.explain), drawn after the headline.
+    `rules`: the dataset's rules as (label, what it says, share of the source's training rows breaking it).
     """
     checks = [dict(c) for c in checks]
     results = results or {}
@@ -120,6 +123,7 @@ def render_report(
         _facts(facts),
         _headline_table(checks),
         _explanation(explanation, checks),
+        _rules_section(rules, checks),
         _shapes_table(checks, metadata),
         _expectations(checks),
         _distributions(real, synthetic, metadata, shape_checks),
@@ -224,7 +228,7 @@ def _facts(facts: Mapping[str, object] | None) -> str:
 
 
 def _headline_table(checks: list[dict]) -> str:
-    known = (*HEADLINE_FAMILIES, SHAPE_FAMILY, EXPECTATION_FAMILY)
+    known = (*HEADLINE_FAMILIES, SHAPE_FAMILY, EXPECTATION_FAMILY, *REQUEST_FAMILIES)
     order = {f: i for i, f in enumerate(HEADLINE_FAMILIES)}
     rows = [c for c in checks if c.get("family") not in (SHAPE_FAMILY, EXPECTATION_FAMILY)]
     rows.sort(key=lambda c: order.get(c.get("family"), len(order)))  # stable: the caller's order within a family
@@ -317,6 +321,26 @@ def _expectations(checks: list[dict]) -> str:
         )
     out.append("</table></details>")
     return "\n".join(out)
+
+
+def _rules_section(rules: list[tuple[str, str, float | None]] | None, checks: list[dict]) -> str:
+    """Each rule: what it says, how often the source breaks it, how many synthetic rows do (must be 0)."""
+    if not rules:
+        return ""
+    staged = {c.get("check"): c for c in checks if c.get("family") == "rules"}
+    rows = []
+    for label, says, source_share in rules:
+        check = staged.get(label, {})
+        rows.append(f"<tr{_row_class(check)}><td><code>{_e(label)}</code></td><td>{_e(says)}</td>"
+                    f'<td class="num">{_fmt(source_share)}</td><td class="num">{_fmt(check.get("value"))}</td>'
+                    f"<td>{_badge(check.get('passed'))}</td></tr>")
+    return "\n".join([
+        "<h2>Business rules</h2>",
+        '<p class="caption">The dataset config\'s rules hold on every generated row by construction; each is a '
+        "Great Expectations expectation over every staged row. Source: the share of the real training rows "
+        "that break it (the profile stage refuses a rule broken more often than allowed).</p>",
+        "<table><tr><th>rule</th><th>says</th><th>source rows breaking it</th><th>synthetic rows breaking it</th>"
+        "<th>result</th></tr>", *rows, "</table>"])
 
 
 # --- what gives synthetic rows away -----------------------------------------------------------------------

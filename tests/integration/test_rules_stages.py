@@ -15,7 +15,7 @@ from project_fixture import make_project
 
 from pipelines import profile, publish, sample, train, validate
 from pipelines.context import RunContext, StageError
-from pipelines.records import Verdict
+from pipelines.records import ProfileRecord, Verdict
 from synthlake.generators import load_sampler
 from synthlake.generators.ruled import RuledSampler
 
@@ -104,40 +104,47 @@ def test_every_published_row_holds_every_rule(project, spark):
     rule_checks = [c for c in verdict.checks if c.family == "rules"]
     assert [c.check for c in rule_checks] == list(broken.columns)
     assert all(c.value == 0 and c.passed for c in rule_checks)
+    assert ctx.store.read(ProfileRecord).rules == dict.fromkeys(broken.columns, 0.0)  # the source keeps them
     saved = json.loads((ctx.store.path("model") / "rules.json").read_text())
     assert [r["config"]["kind"] for r in saved["rules"]] == [r["kind"] for r in RULES]
 
 
-def test_validate_counts_the_staged_rows_that_break_a_rule(project, spark):
-    """The check is not a formality: a staged row edited to break the range rule is counted and fails the gate."""
-    from pipelines.validate import broken_rows
+def test_each_rule_is_an_expectation_that_counts_the_rows_breaking_it(project, spark):
+    """The check is not a formality: staged rows edited to break the range rule are counted by its Great
+    Expectations expectation, which fails; the rules that do not read the discount still pass."""
+    from pipelines.rule_checks import broken_rows
+    from pipelines.validate import _expectation_checks, run_expectations
 
-    model = load_sampler(RunContext.open(str(project / "conf/datasets/bookings.yaml"), "rules-run")
-                         .store.path("model"))
     ctx = RunContext.open(str(project / "conf/datasets/bookings.yaml"), "rules-run")
+    rules = load_sampler(ctx.store.path("model")).rules
     staged = ctx.read_partition(spark, "staging").drop("run_id")
     tampered = staged.withColumn("discount", staged["price"] + 1)
-    counts = broken_rows(tampered, model.rules)
-    assert counts[model.rules.rules[1].label] == ROWS
-    assert broken_rows(staged, model.rules) == dict.fromkeys(counts, 0)
+    prof = ctx.store.read(ProfileRecord)
+    checks = {c["check"]: c for c in _expectation_checks(run_expectations(tampered, prof, "t", rules=rules), rules)
+              if c["family"] == "rules"}
+    assert list(checks) == [rule.label for rule in rules.rules]
+    assert checks[rules.rules[1].label]["value"] == ROWS and checks[rules.rules[1].label]["passed"] is False
+    discount = {rules.rules[1].label, rules.rules[3].label}  # the range and `total = price - discount`
+    assert all(c["passed"] is (label not in discount) for label, c in checks.items())
+    assert broken_rows(tampered, rules)[rules.rules[1].label] == ROWS
+    assert broken_rows(staged, rules) == dict.fromkeys(checks, 0)
 
 
 def test_a_rule_the_source_breaks_is_refused_naming_it(project, spark):
     path = write_config(project, "broken", [{"kind": "inequality", "low": "price", "high": "discount"}])
     ctx = RunContext.open(path, "broken-run")
-    profile.run(ctx, spark)
     with pytest.raises(StageError, match=r"rule #0 \(inequality\): 100\.00% of the source's training rows break"):
-        train.run(ctx, spark)
+        profile.run(ctx, spark)
 
 
 def test_a_run_trained_before_its_rules_were_configured_is_refused(project, spark):
-    from pipelines.validate import _rule_checks
+    from pipelines.validate import _fitted_rules
 
     ctx = RunContext.open(str(project / "conf/datasets/bookings.yaml"), "rules-run")
     saved = ctx.store.path("model") / "rules.json"
     hidden = saved.rename(saved.with_suffix(".hidden"))
     try:
         with pytest.raises(StageError, match="has rules, but run 'rules-run' was trained without them"):
-            _rule_checks(ctx, ctx.read_partition(spark, "staging"))
+            _fitted_rules(ctx)
     finally:
         hidden.rename(saved)

@@ -420,3 +420,21 @@ def test_a_passing_gate_keeps_the_explanation_collapsed_and_no_explanation_no_se
     html = render_report(dataset="d", run_id="r", passed=False, checks=_failed_checks(), real=table,
                          synthetic=synthetic, metadata=metadata, results=results)
     assert 'id="why"' not in html
+
+
+def test_the_rules_section_lists_each_rule_with_source_and_synthetic_breaks(table, metadata):
+    checks = [{"check": "rule #0 (inequality)", "family": "rules", "value": 0, "threshold": 0, "op": "<=",
+               "passed": True},
+              {"check": "rule #1 (range)", "family": "rules", "value": 7, "threshold": 0, "op": "<=",
+               "passed": False}]
+    rules = [("rule #0 (inequality)", "a <= b", 0.0), ("rule #1 (range)", "0 <= c <= <d>", 0.004)]
+    page = render_report(dataset="d", run_id="r", passed=False, checks=checks, real=table,
+                         synthetic=_synthetic(table), metadata=metadata, rules=rules)
+    section = page[page.index("<h2>Business rules</h2>"):]
+    section = section[: section.index("</table>")]
+    assert section.count("<tr") == 3 and "0 &lt;= c &lt;= &lt;d&gt;" in section  # escaped
+    assert re.search(r"rule #1 \(range\).*0\.004.*>7<.*FAIL", section, re.S)
+    assert "rules <span class=muted>(other)</span>" not in page  # a known family in the headline table
+    no_rules = render_report(dataset="d", run_id="r", passed=True, checks=[], real=table,
+                             synthetic=_synthetic(table), metadata=metadata)
+    assert "Business rules" not in no_rules
