@@ -84,6 +84,9 @@ class DatasetConfig(Strict):
     # what every run's rows are drawn to (synthlake.conditions; README: Conditions, rebalancing, fairness)
     rebalance: RebalanceConfig | None = None
     fairness: FairnessConfig | None = None
+    # when the dataset's scheduled DAG runs (cron, UTC), besides whenever its source asset is updated; none: only
+    # then (dags/synthlake_dags.py)
+    schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
 
     @model_validator(mode="after")
     def _check_metadata(self) -> DatasetConfig:

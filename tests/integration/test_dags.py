@@ -1,4 +1,5 @@
-"""The Airflow DAGs: they parse cleanly and lightly, chain the declared stages, and run end to end.
+"""The Airflow DAGs: a pair per dataset config, which parse cleanly and lightly, chain the declared stages, wait
+on the source's asset, update the published one, and run end to end.
 
 Airflow reads its configuration when first imported, so every Airflow step runs in a subprocess with its
 own AIRFLOW_HOME (and SQLite DB) under tmp_path: this pytest process never imports Airflow, and nothing
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -34,7 +36,7 @@ LISTENER_ENV = "with_listener"  # an environment of the home whose yaml turns th
 # Parses dags/ in a DagBag and prints what the tests check, as one line of JSON.
 SUMMARY = textwrap.dedent(
     """
-    import json, sys, time
+    import copy, json, sys, time
     from airflow.models import DagBag
     before = set(sys.modules)
     started = time.monotonic()
@@ -43,9 +45,12 @@ SUMMARY = textwrap.dedent(
     heavy = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in sys.argv[2].split(","))
     dags = {}
     for dag_id, dag in bag.dags.items():
+        condition = getattr(dag.timetable, "asset_condition", None)
         dags[dag_id] = {
             "timetable": type(dag.timetable).__name__,
-            "cron": getattr(dag.timetable, "expression", None),
+            "cron": getattr(getattr(dag.timetable, "timetable", dag.timetable), "expression", None),
+            "assets": [[a.name, a.uri] for a in ([condition] if hasattr(condition, "uri") else [])],
+            "outlets": {t.task_id: [o.name for o in t.outlets] for t in dag.tasks},
             "catchup": dag.catchup,
             "params": {k: dag.params[k] for k in dag.params},
             "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "application": t.application,
@@ -62,27 +67,27 @@ SUMMARY = textwrap.dedent(
         def get(self, key, default=None):
             return self.values.get(key, default)
 
-    def render(dag_id, task_id, **context):
-        task = bag.dags[dag_id].task_dict[task_id]
+    def render(dag_id, task_id, **context):  # a copy: rendering replaces the task's templates by their values
+        task = copy.deepcopy(bag.dags[dag_id].task_dict[task_id])
         task.render_template_fields(context)
         return {"conn_id": task.conn_id, "args": task.application_args, "conf": task.conf,
                 "env_vars": task.env_vars, "packages": task.packages}
 
     manual = "manual__2026-11-22T19:30:00.123456+00:00"
     LISTENER_ENV = sys.argv[4]
-    params = {"dataset": "adult", "rows": 123, "seed": 5, "where": "age >= 60 AND `native-country` = 'Peru'",
-              "seed_table": ""}
+    params = {"rows": 123, "seed": 5, "where": "age >= 60 AND `native-country` = 'Peru'", "seed_table": ""}
+    night = lambda ds: render("synthlake_adult_scheduled", "sample", run_id=f"scheduled__{ds}", ds_nodash=ds,
+                              params={}, var=Variables({}))
     rendered = {
-        "on_demand": render("synthlake_on_demand", "sample", run_id=manual, params=params, var=Variables(
+        "on_demand": render("synthlake_adult_on_demand", "sample", run_id=manual, params=params, var=Variables(
             {"synthlake_spark_conn_id": "spark_other", "synthlake_env": "other"})),
-        "nightly": render("synthlake_nightly", "sample", run_id="scheduled__2026-11-23T02:00:00+00:00",
-                          ds_nodash="20261123", params={}, var=Variables({})),
-        "nightly_no_date": render("synthlake_nightly", "profile", run_id="manual__x y", params={},
+        "nightly": night("20261123"), "nightly_again": night("20261123"), "next_night": night("20261124"),
+        "nightly_no_date": render("synthlake_adult_scheduled", "profile", run_id="manual__x y", params={},
                                   var=Variables({})),
-        "spark_listener": render("synthlake_on_demand", "train", run_id=manual, params=params,
+        "spark_listener": render("synthlake_adult_on_demand", "train", run_id=manual, params=params,
                                  var=Variables({"synthlake_env": LISTENER_ENV})),
     }
-    to_run_id = bag.dags["synthlake_on_demand"].user_defined_filters["synthlake_run_id"]
+    to_run_id = bag.dags["synthlake_adult_on_demand"].user_defined_filters["synthlake_run_id"]
     run_ids = {given: to_run_id(given) for given in json.loads(sys.argv[3])}
     print("SUMMARY " + json.dumps({"import_errors": {str(k): v for k, v in bag.import_errors.items()},
                                    "dags": dags, "heavy_modules": heavy, "parse_s": parse_s,
@@ -90,7 +95,7 @@ SUMMARY = textwrap.dedent(
     """
 )
 
-# Runs synthlake_on_demand with dag.test() and prints the dag run's id, state and task states. argv[3]
+# Runs the DAG argv[4] with dag.test() and prints the dag run's id, state and task states. argv[3]
 # "no-retries" turns retries off (a failure should fail the test now, not after minutes of retry delay).
 DAG_TEST = textwrap.dedent(
     """
@@ -98,7 +103,7 @@ DAG_TEST = textwrap.dedent(
     from airflow.models import DagBag
     bag = DagBag(dag_folder=sys.argv[1])
     assert not bag.import_errors, bag.import_errors
-    dag = bag.dags["synthlake_on_demand"]
+    dag = bag.dags[sys.argv[4]]
     if sys.argv[3] == "no-retries":
         for task in dag.tasks:
             task.retries = 0
@@ -127,10 +132,11 @@ def _tagged_json(out: str, tag: str) -> dict:
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("dagbag")
+    shutil.copytree(REPO / "conf" / "datasets", root / "conf" / "datasets")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump({**params, **HOME_PARAMS}, sort_keys=False))
     listener_env = root / "conf" / "env" / f"{LISTENER_ENV}.yaml"
-    listener_env.parent.mkdir(parents=True)
+    listener_env.parent.mkdir(parents=True, exist_ok=True)
     listener_env.write_text(yaml.safe_dump({"openlineage": {"spark_listener": True}}))
     env = airflow_env(root, root / "airflow")
     started = time.monotonic()
@@ -145,10 +151,10 @@ def summary(tmp_path_factory) -> dict:
 
 def test_dag_files_import_without_errors(summary):
     assert summary["import_errors"] == {}
-    assert {"synthlake_on_demand", "synthlake_nightly"} <= set(summary["dags"])
+    assert set(summary["dags"]) == {"synthlake_adult_on_demand", "synthlake_adult_scheduled"}  # a pair per config
 
 
-@pytest.mark.parametrize("dag_id", ["synthlake_on_demand", "synthlake_nightly"])
+@pytest.mark.parametrize("dag_id", ["synthlake_adult_on_demand", "synthlake_adult_scheduled"])
 def test_stages_run_in_order(summary, dag_id):
     tasks = summary["dags"][dag_id]["tasks"]
     assert set(tasks) == set(STAGES)
@@ -166,25 +172,65 @@ def test_stages_run_in_order(summary, dag_id):
         # resolved when the task runs: an Airflow Variable (or AIRFLOW_VAR_*), else spark_local
         assert "synthlake_spark_conn_id" in task["conn_id"] and "spark_local" in task["conn_id"]
         assert "spark.jars.ivy" in task["conf"]
+    outlets = summary["dags"][dag_id]["outlets"]
+    assert outlets == {**dict.fromkeys(STAGES, []), "publish": ["synthlake.adult.published"]}
 
 
 def test_on_demand_is_manual_with_params_defaulting_to_params_yaml(summary):
-    dag = summary["dags"]["synthlake_on_demand"]
+    dag = summary["dags"]["synthlake_adult_on_demand"]
     assert dag["timetable"] == "NullTimetable"
     params = yaml.safe_load((Path(summary["home"]) / "params.yaml").read_text())
-    assert dag["params"] == {"dataset": "adult", "rows": params["rows"], "seed": params["seed"], "where": "",
-                             "seed_table": ""}
+    assert dag["params"] == {"rows": params["rows"], "seed": params["seed"], "where": "", "seed_table": ""}
     assert (params["rows"], params["seed"]) == (HOME_PARAMS["rows"], HOME_PARAMS["seed"])
     assert {"--rows", "--seed"} <= set(dag["tasks"]["sample"]["args"])
 
 
-def test_nightly_is_cron_without_catchup_and_uses_params_yaml(summary):
-    dag = summary["dags"]["synthlake_nightly"]
+def test_scheduled_runs_on_the_configs_cron_or_the_source_asset_without_catchup(summary):
+    dag = summary["dags"]["synthlake_adult_scheduled"]
     assert dag["catchup"] is False
-    assert dag["timetable"] == "CronTriggerTimetable" and dag["cron"] == "0 2 * * *"
+    assert dag["timetable"] == "AssetOrTimeSchedule" and dag["cron"] == "0 2 * * *"  # conf/datasets/adult.yaml
+    assert dag["assets"] == [["synthlake.adult.source",
+                              (Path(summary["home"]) / "data/adult/adult.data").resolve().as_uri()]]
     args = dag["tasks"]["sample"]["args"]
-    assert "--rows" not in args and "--seed" not in args  # params.yaml decides
+    assert "--rows" not in args  # params.yaml decides
     assert "nightly-{{ ds_nodash }}" in args[args.index("--run-id") + 1]
+
+
+def test_each_night_has_its_own_seed_and_a_rerun_the_same(summary):
+    rendered = summary["rendered"]
+    seeds = [int(rendered[k]["args"][rendered[k]["args"].index("--seed") + 1])
+             for k in ("nightly", "nightly_again", "next_night")]
+    assert seeds[0] == seeds[1] != seeds[2] and all(0 <= s < 2**31 for s in seeds)
+    assert seeds[0] != HOME_PARAMS["seed"]  # derived from params.yaml's seed and the night, not equal to it
+
+
+# Parses dags/ twice (the first time imports Airflow's modules) and prints the second parse's seconds and DAGs.
+PARSE_TWICE = textwrap.dedent(
+    """
+    import json, sys, time
+    from airflow.models import DagBag
+    DagBag(dag_folder=sys.argv[1])
+    started = time.monotonic()
+    bag = DagBag(dag_folder=sys.argv[1])
+    print("PARSE " + json.dumps({"seconds": time.monotonic() - started, "dags": len(bag.dags),
+                                 "errors": {str(k): v for k, v in bag.import_errors.items()}}))
+    """
+)
+
+
+def test_a_hundred_dataset_configs_parse_in_under_a_second(tmp_path):
+    root = tmp_path / "home"
+    (root / "conf" / "datasets").mkdir(parents=True)
+    adult = (REPO / "conf" / "datasets" / "adult.yaml").read_text()
+    for i in range(100):
+        (root / "conf" / "datasets" / f"d{i:03d}.yaml").write_text(adult.replace("name: adult", f"name: d{i:03d}"))
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    proc = _run(PARSE_TWICE, [str(DAGS)], airflow_env(root, tmp_path / "airflow"), root, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parsed = _tagged_json(proc.stdout, "PARSE")
+    print(f"\n[timing] 100 dataset configs: DAG file parsed in {parsed['seconds']:.2f}s")
+    assert parsed["errors"] == {} and parsed["dags"] == 200
+    assert parsed["seconds"] < 1.0
 
 
 def test_parsing_imports_nothing_heavy(summary):
@@ -230,8 +276,8 @@ def test_templates_render_to_the_jobs_command_line(summary):
 
     nightly = summary["rendered"]["nightly"]
     assert nightly["conn_id"] == "spark_local"
-    assert nightly["args"] == [f"{home}/conf/datasets/adult.yaml", "--run-id", "nightly-20261123",
-                               "--env", "local"]
+    assert nightly["args"][:5] == [f"{home}/conf/datasets/adult.yaml", "--run-id", "nightly-20261123",
+                                   "--env", "local"]
     assert summary["rendered"]["nightly_no_date"]["args"][2] == "manual__x_y"
 
 
@@ -258,8 +304,8 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
     rows = 250  # not params.yaml's 200: the DAG's `rows` param must reach the jobs
     # 2-4 minutes alone on 2 cores (five spark-submits, each starting a JVM); far more when other Spark
     # jobs share the cores, hence the ceiling
-    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"rows": rows, "seed": 3}), "no-retries"], env, root,
-                timeout=1200)
+    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"rows": rows, "seed": 3}), "no-retries",
+                           "synthlake_adult_on_demand"], env, root, timeout=1200)
     done = time.monotonic()
     print(f"\n[timing] airflow db migrate {migrated - started:.1f}s, dag.test {done - migrated:.1f}s")
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -283,7 +329,7 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
 
     tasks, stages = events("airflow.ndjson"), events("synthlake.ndjson")
     for stage in STAGES:
-        task = [e for e in tasks if e["job"]["name"] == f"synthlake_on_demand.{stage}"]
+        task = [e for e in tasks if e["job"]["name"] == f"synthlake_adult_on_demand.{stage}"]
         assert [e["eventType"] for e in task] == ["START", "COMPLETE"], stage
         assert task[0]["job"]["namespace"] == "synthlake"
         ours = [e for e in stages if e["job"]["name"] == f"adult.{stage}"]
@@ -293,13 +339,14 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
             parent = event["run"]["facets"]["parent"]
             assert (parent["job"]["name"], parent["run"]["runId"]) == (task[0]["job"]["name"],
                                                                        task[0]["run"]["runId"]), stage
-            assert parent["root"]["job"]["name"] == "synthlake_on_demand"
+            assert parent["root"]["job"]["name"] == "synthlake_adult_on_demand"
 
 
 @pytest.mark.slow
 def test_bad_config_fails_at_once_without_retries(tmp_path):
-    """A dataset with no config: jobs exit 2, and the task fails on its first try though retries=2."""
+    """A dataset whose config does not load: jobs exit 2, and the task fails on its first try though retries=2."""
     root = make_project(tmp_path / "project")
+    (root / "conf" / "datasets" / "broken.yaml").write_text("name: broken\nsource: {path: nowhere.csv}\n")
     env = airflow_env(root, tmp_path / "airflow")
     migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, cwd=root,
                              capture_output=True, text=True, timeout=300)
@@ -307,7 +354,7 @@ def test_bad_config_fails_at_once_without_retries(tmp_path):
 
     started = time.monotonic()
     # a retry would wait retry_delay (2 minutes) first: the timeout catches one
-    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"dataset": "no_such_dataset"}), "keep-retries"], env, root,
+    proc = _run(DAG_TEST, [str(DAGS), json.dumps({}), "keep-retries", "synthlake_broken_on_demand"], env, root,
                 timeout=110)
     print(f"\n[timing] failing dag.test {time.monotonic() - started:.1f}s")
     logs = proc.stdout[-6000:] + proc.stderr[-6000:]
