@@ -205,12 +205,15 @@ def build_suite(profile: ProfileRecord, mostly: float = 1.0, rules=None):
     from great_expectations import expectations as E
 
     suite = gx.ExpectationSuite(name=f"synthlake-{profile.dataset}-{profile.profile_version}")
+    # a column a rule produces (a derived total, an inequality's high) takes the values the rule gives, which
+    # may fall outside the source's range (the largest parts together): its rule is its expectation
+    produced = {c for rule in (rules.rules if rules else ()) for c in rule.writes}
     for name, col in profile.columns.items():
         suite.add_expectation(E.ExpectColumnToExist(column=name))
         suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=name, type_=_GX_TYPES[col.type]))
         if col.null_fraction == 0:
             suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly))
-        if col.kind == ColumnKind.NUMERIC and col.min is not None:
+        if col.kind == ColumnKind.NUMERIC and col.min is not None and name not in produced:
             suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=name, min_value=col.min,
                                                                   max_value=col.max, mostly=mostly))
         if col.kind == ColumnKind.CATEGORICAL and not col.categories.truncated:

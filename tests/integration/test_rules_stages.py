@@ -105,8 +105,28 @@ def test_every_published_row_holds_every_rule(project, spark):
     assert [c.check for c in rule_checks] == list(broken.columns)
     assert all(c.value == 0 and c.passed for c in rule_checks)
     assert ctx.store.read(ProfileRecord).rules == dict.fromkeys(broken.columns, 0.0)  # the source keeps them
+    # a produced column's range is its rule's (price - discount may pass the source's largest total): every
+    # numeric column here is produced by a rule, so none has a range expectation, as each would without rules
+    from pipelines.validate import build_suite
+
+    ranged = {c.check.split(":")[-1] for c in verdict.checks if "expect_column_values_to_be_between" in c.check}
+    plain = {e.column for e in build_suite(ctx.store.read(ProfileRecord)).expectations
+             if e.expectation_type == "expect_column_values_to_be_between"}
+    assert ranged == set() and plain == {"price", "discount", "total", "arrival_year"}
     saved = json.loads((ctx.store.path("model") / "rules.json").read_text())
     assert [r["config"]["kind"] for r in saved["rules"]] == [r["kind"] for r in RULES]
+
+
+def test_ruled_rows_do_not_depend_on_partitions(project, spark):
+    """Rules reverse row by row (row numbers from each block's offset): 1 and 4 partitions give the same rows."""
+    frames = []
+    for partitions in (1, 4):
+        ctx = RunContext.open(str(project / "conf/datasets/bookings.yaml"), "rules-run",
+                              sample={"partitions": partitions, "block_rows": 150})
+        files = sample.sampler_files(load_sampler(ctx.store.path("model")))
+        frame = sample.synthetic_frame(spark, ctx, files).toPandas()
+        frames.append(frame.sort_values(list(frame.columns)).reset_index(drop=True))
+    assert len(frames[0]) == ROWS and frames[0].equals(frames[1])
 
 
 def test_each_rule_is_an_expectation_that_counts_the_rows_breaking_it(project, spark):
