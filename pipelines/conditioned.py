@@ -5,7 +5,8 @@ and the checks that the conditions hold.
   fails it, counted by Spark over every staged row (the sampler's own parser is not trusted alone);
 - rebalance: the real rows resampled to the same shares (synthlake.conditions.rebalanced);
 - fairness: the statistical parity gap over every staged row, which must stay within `max_gap`, beside the
-  real rows' gap (measured, not a gate).
+  real rows' gap (measured, not a gate), and what it cost in utility: the TSTR of rows the same model draws
+  without fairness, beside the run's (measured).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def reference(frames: dict[str, pd.DataFrame], ctx: RunContext) -> dict[str, pd.
     return {**frames, **{k: rebalanced(frames[k], shares, ctx.params.seed) for k in ("real", "holdout")}}
 
 
-def condition_checks(ctx: RunContext, record: SampleRecord, staged, real: pd.DataFrame) -> list[dict]:
+def condition_checks(ctx: RunContext, record: SampleRecord, staged, frames: dict[str, pd.DataFrame]) -> list[dict]:
     def check(name, family, value, threshold, op, passed) -> dict:
         return Check(check=name, family=family, value=value, threshold=threshold, op=op, passed=passed).model_dump()
 
@@ -43,8 +44,22 @@ def condition_checks(ctx: RunContext, record: SampleRecord, staged, real: pd.Dat
         columns = [*fairness.sensitive, fairness.target]
         counts = staged.groupBy(*[f"`{c}`" for c in columns]).count().toPandas()
         gap = parity_gap(counts, fairness.target, fairness.sensitive)
-        real_counts = real.groupby(columns, dropna=False).size().rename("count").reset_index()
+        real_counts = frames["real"].groupby(columns, dropna=False).size().rename("count").reset_index()
         checks.append(check("parity_gap", "fairness", gap, fairness.max_gap, "<=", gap <= fairness.max_gap))
         checks.append(check("parity_gap_real", "fairness", parity_gap(real_counts, fairness.target,
                                                                        fairness.sensitive), None, None, None))
+        if ctx.dataset.target:
+            checks.append(check("tstr_without_fairness", "fairness", _unfair_tstr(ctx, frames), None, None, None))
     return checks
+
+
+def _unfair_tstr(ctx: RunContext, frames: dict[str, pd.DataFrame]) -> float:
+    """TSTR of as many rows as the run's, drawn by the same model without fairness (the run's other conditions
+    do not apply either): set beside the run's tstr, what fairness cost in utility."""
+    from synthlake.evaluation import get_metric
+    from synthlake.generators import load_sampler
+    from synthlake.generators.base import to_frame
+
+    plain = to_frame(load_sampler(ctx.store.path("model")).sample_arrow(len(frames["synthetic"]), ctx.params.seed))
+    metric = get_metric("tstr", max_rows=None, seed=ctx.params.seed)
+    return metric.evaluate(frames["real"], plain, ctx.dataset.metadata, holdout=frames["holdout"]).value

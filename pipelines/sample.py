@@ -50,6 +50,8 @@ def run_conditions(spark, ctx: RunContext, sampler) -> Conditions:
 
     seeds = read_seed_table(spark, ctx.dataset, ctx.params.seed_table) if ctx.params.seed_table else None
     conditions = ctx.dataset.conditions(ctx.params.where, seeds)
+    if not conditions:
+        return conditions
     try:
         sample_conditional(sampler, 1, ctx.params.seed, 0, conditions.slice(0, 1))
     except ConditionError as exc:

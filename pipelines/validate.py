@@ -76,7 +76,7 @@ def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleReco
     ctx.store.write_json("gx_result", gx_result)
     checks = _expectation_checks(gx_result, rules)
     checks += _shape_checks(ctx, results) + _metric_checks(ctx, results) + _canary_checks(ctx, staged)
-    checks += condition_checks(ctx, record, staged, frames["real"])
+    checks += condition_checks(ctx, record, staged, frames)
     return checks, frames, results, skipped, gx_result
 
 

@@ -113,7 +113,7 @@ def test_the_where_check_counts_rows_that_fail_it(project, spark):
     record = SampleRecord(staging_table="x", rows=1, partitions=1, seed=0, model_version="1", writer="arrow",
                           where="age >= 60 AND label = 'yes'")
     tampered = staged.withColumn("age", staged["age"] - 50)
-    check = next(c for c in condition_checks(ctx, record, tampered, people()) if c["check"] == "where")
+    check = next(c for c in condition_checks(ctx, record, tampered, {"real": people()}) if c["check"] == "where")
     assert check["value"] == 1200 and check["passed"] is False
 
 
@@ -164,6 +164,9 @@ def test_rebalance_and_fairness_from_the_dataset_config(project, spark):
     gap = next(c for c in verdict.checks if c.check == "parity_gap")
     real_gap = next(c for c in verdict.checks if c.check == "parity_gap_real")
     assert real_gap.value > 0.15 and gap.value <= 0.06 and gap.passed
+    plain = next(c for c in verdict.checks if c.check == "tstr_without_fairness")  # what fairness cost
+    fair = next(c for c in verdict.checks if c.check == "tstr")
+    assert 0.5 < plain.value <= 1 and 0 < fair.value <= 1 and plain.value != fair.value
 
 
 def test_conditions_that_cannot_hold_are_refused_naming_the_column(project, spark):
