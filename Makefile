@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: run test lint env clean
+.PHONY: run test lint env peer-env clean
 
 run: env
 	$(BIN)/synthlake run $(CONFIG) $(ARGS)
@@ -32,6 +32,17 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "synthlake needs Python 3.11, got " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --progress-bar off -e ".[dev]"
+	touch $@
+
+# benchmarks/conditions.py's peer, mostlyai-engine 2.7.3, in an environment of its own: installed into .venv it
+# would change it (psutil 7 -> 5, plus transformers, torchvision, torchaudio).
+PEER_VENV ?= .venv-peer
+
+peer-env: $(PEER_VENV)/.installed
+
+$(PEER_VENV)/.installed:
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --progress-bar off mostlyai-engine==2.7.3
 	touch $@
 
 clean:
