@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -336,6 +337,7 @@ def main() -> None:
         booking_peer, booking_peer_rows = peer.run("bookings", booking_real, [
             {"name": "plain", "n": len(booking_real), "repeats": repeats}])
         booking_peer_rows = normalized(booking_peer_rows["plain"], booking_metadata)
+        shutil.rmtree(work, ignore_errors=True)  # the peer's workspaces and Parquet files: all read by now
         results["peer"] = {"adult": peer_result, "bookings": booking_peer}
 
     # ---- ours ----------------------------------------------------------------------------------------
