@@ -26,6 +26,8 @@ from synthlake.conditions import ConditionError, Conditions, ValueSet, satisfied
 from synthlake.generators.ar_columns import CategoricalColumn, NumericColumn, join_split
 from synthlake.metadata import RARE_CATEGORY
 
+WITHIN_GRID = 512  # within-bin uniforms a cut bin's allowed share is measured on
+
 
 class Plan:
     """What the kernel needs for one request over n rows: the model columns in drawing order, the fixed
@@ -61,22 +63,27 @@ class Plan:
             self.fixed[:, start] = tokens
         self.first.append(column)
 
-    def restrict(self, column: int, allowed: np.ndarray) -> None:
-        """Only the tokens `allowed` (bool over the column's tokens) may be drawn for table column `column`."""
+    def restrict(self, column: int, weights: np.ndarray) -> None:
+        """Table column `column` draws token j with its probability times weights[j] (allowed_tokens: 0 for a
+        token the condition excludes, the allowed share of a token it cuts)."""
         if not len(self.allow):
             coarse = max(int(self.sampler.arrays["vocab"][self.fine == 0].max()), 1)
             self.allow = np.ones((len(self.fine), coarse, self.widest), np.float32)
         start, _ = self.spans[column]
         split = self.sampler.splits[column]
         if split:
-            width = -(-len(allowed) // split)
-            grid = np.zeros(width * split, bool)
-            grid[: len(allowed)] = allowed
+            width = -(-len(weights) // split)
+            grid = np.zeros(width * split)
+            grid[: len(weights)] = weights
             grid = grid.reshape(width, split)  # [coarse, fine]
-            self.allow[start, :, :width] = grid.any(axis=1)
             self.allow[start + 1, :width, :split] = grid
+            # a coarse token weighs the model's probability of its allowed fine tokens, given it alone (exact
+            # for the first column drawn): else the values just inside a cut would take its whole weight
+            emb = self.sampler.arrays["emb"][start]
+            self.allow[start, :, :width] = [(self.sampler.head_probs(start + 1, emb[c]) * grid[c]).sum()
+                                            if grid[c].any() else 0.0 for c in range(width)]
         else:
-            self.allow[start, :, : len(allowed)] = allowed
+            self.allow[start, :, : len(weights)] = weights
         self.first.append(column)
 
 
@@ -123,16 +130,20 @@ def tokens_of(sampler, sub_tokens: np.ndarray, column: int) -> np.ndarray:
 
 
 def allowed_tokens(column, values: ValueSet) -> np.ndarray:
-    """Which of the column's tokens can produce a value in `values` (bool over its tokens)."""
-    allowed = np.zeros(column.vocab, bool)
+    """Each of the column's tokens' weight under `values`: 1 where every value it produces is allowed, 0 where
+    none is, and for a numeric bin the condition cuts, the share of its within-bin quantile range allowed."""
+    allowed = np.zeros(column.vocab)
     if isinstance(column, CategoricalColumn):
         labels = pd.Series(column.categories + ([RARE_CATEGORY] if column.rare else []), dtype=object)
         allowed[: len(labels)] = values.contains_labels(labels)
     elif column.values is not None:
         allowed[: column.bins] = values.contains_numbers(np.asarray(column.values, dtype=float))
-    else:
+    else:  # the share of a bin's within-bin uniforms whose value (rounded as the column rounds) is allowed
+        u = (np.arange(WITHIN_GRID) + 0.5) / WITHIN_GRID
         for b, knots in enumerate(column.knots):
-            allowed[b] = _cut(column, values, knots[0], knots[-1]) is not None
+            if _cut(column, values, knots[0], knots[-1]) is not None:  # a single allowed point still has a chance
+                share = values.contains_numbers(column._values(np.full(WITHIN_GRID, b), u)).mean()
+                allowed[b] = max(share, 1e-6)
     if column.null_token is not None:
         allowed[column.null_token] = values.null
     if not allowed.any():
@@ -211,7 +222,7 @@ def _rebalanced(sampler, column: int, shares: dict[str, float]) -> np.ndarray:
     for label, share in shares.items():
         named[labels.index(label)] = True
         p[labels.index(label)] = share
-    rest = sampler.marginal(Plan(sampler, 0).spans[column][0]) * ~named
+    rest = sampler.head_probs(Plan(sampler, 0).spans[column][0]) * ~named
     left = 1.0 - p.sum()
     if left > 1e-12 and rest.sum() == 0:
         raise ConditionError(f"rebalance: the shares of column {spec.name!r} add up to {p.sum():g}, and it has no "

@@ -304,10 +304,12 @@ class FrozenSampler:
         tokens, within = self.draw(n, np.random.default_rng(seed))
         return self.decode(tokens, within, seed, row_offset)
 
-    def marginal(self, i: int) -> np.ndarray:
-        """Model column i's token probabilities with nothing before it (a flexible model's learned marginal)."""
+    def head_probs(self, i: int, context: np.ndarray | None = None) -> np.ndarray:
+        """Model column i's token probabilities given a context (the sum of the embeddings of the tokens drawn
+        before it; none: the column's learned marginal, for a flexible model)."""
         a = self.arrays
-        x = np.maximum(a["shift"][i], 0.0)
+        context = np.zeros(a["gate"].shape[1], np.float32) if context is None else context
+        x = np.maximum(context * a["gate"][i] + a["shift"][i], 0.0)
         for layer in range(a["hid_w"].shape[1]):
             x = np.maximum(a["hid_w"][i, layer] @ x + a["hid_b"][i, layer], 0.0)
         v = int(a["vocab"][i])

@@ -75,6 +75,23 @@ def test_the_rows_follow_the_conditional_distribution(fitted):
     assert (plain[plain.age > 60].label == ">50K").mean() - (plain[plain.age < 30].label == ">50K").mean() > 0.05
 
 
+@pytest.mark.parametrize("where, column, low, high", [
+    ("age >= 53", "age", 53, 55),  # age: binned and split; 53 and 66 cut coarse tokens
+    ("age >= 66", "age", 66, 68),
+    ("age >= 61", "age", 61, 63),  # 62 has a bin of its own: a bin of one value is all allowed or not at all
+    ("`income level` > 30000", "income level", 30000, 33000),  # 30000 cuts a bin
+])
+def test_values_just_inside_a_cut_are_not_favoured(fitted, where, column, low, high):
+    """A token the condition cuts weighs only its allowed part: the values just inside the cut are as common
+    as among the model's own rows that meet the condition (rejection, the reference)."""
+    sampler, _, metadata = fitted
+    plain = sampler.sample_arrow(80_000, seed=11).to_pandas()
+    kept = plain[satisfied(plain, parse_where(where, metadata), metadata)]
+    conditional = sampler.sample_arrow(8000, seed=12, conditions=Conditions(where=where)).to_pandas()
+    share = kept[column].between(low, high).mean()
+    assert 0.02 < share < 0.2 and abs(conditional[column].between(low, high).mean() - share) < 0.03
+
+
 def test_conditional_rows_are_deterministic_and_blocks_match(fitted):
     sampler, _, _ = fitted
     cond = Conditions(where="age >= 40")
