@@ -106,3 +106,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def spark_session(app_name: str):
+    """The Spark session of an in-process test module (`SYNTHLAKE_HOME` set to its project). The first session of
+    the pytest process starts the one JVM every later session reuses, and fixes its class path then: so each
+    one asks for every package any test needs (the PostgreSQL JDBC driver the export tests use), whichever
+    module runs first."""
+    from pipelines import export
+    from pipelines.config import load_env
+    from pipelines.spark import get_spark
+
+    return get_spark(load_env(), app_name=app_name, extra_packages=export.spark_packages("jdbc"))

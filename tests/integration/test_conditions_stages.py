@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from project_fixture import make_project
+from project_fixture import make_project, spark_session
 
 from pipelines import profile, publish, sample, train, validate
 from pipelines.config import ConfigError
@@ -58,10 +58,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spark(project):
-    from pipelines.config import load_env
-    from pipelines.spark import get_spark
-
-    session = get_spark(load_env(), app_name="synthlake-conditions-tests")
+    session = spark_session("synthlake-conditions-tests")
     ctx = RunContext.open(write_config(project), RUN)
     profile.run(ctx, spark=session)
     train.run(ctx, spark=session)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from project_fixture import VENV_BIN, free_port, make_project, project_env
+from project_fixture import VENV_BIN, free_port, make_project, project_env, spark_session
 
 from jobs.cli import main
 from pipelines import export
@@ -67,10 +67,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spark(project):
-    from pipelines.config import load_env
-    from pipelines.spark import get_spark
-
-    session = get_spark(load_env(), app_name="synthlake-export-tests", extra_packages=export.spark_packages("jdbc"))
+    session = spark_session("synthlake-export-tests")
     yield session
     session.stop()
 

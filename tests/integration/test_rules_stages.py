@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from project_fixture import make_project
+from project_fixture import make_project, spark_session
 
 from pipelines import profile, publish, sample, train, validate
 from pipelines.context import RunContext, StageError
@@ -79,10 +79,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spark(project):
-    from pipelines.config import load_env
-    from pipelines.spark import get_spark
-
-    session = get_spark(load_env(), app_name="synthlake-rules-tests")
+    session = spark_session("synthlake-rules-tests")
     yield session
     session.stop()
 

@@ -12,7 +12,7 @@ import json
 import deltalake
 import pandas as pd
 import pytest
-from project_fixture import make_project
+from project_fixture import make_project, spark_session
 
 from pipelines import profile, publish, sample, tracking, train, validate
 from pipelines.context import RunContext, StageError
@@ -39,10 +39,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spark(project):
-    from pipelines.config import load_env
-    from pipelines.spark import get_spark
-
-    session = get_spark(load_env(), app_name="synthlake-tests")
+    session = spark_session("synthlake-tests")
     yield session
     session.stop()
 
