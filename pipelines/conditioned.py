@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.context import RunContext
-from pipelines.records import Check, SampleRecord
+from pipelines.records import SampleRecord, check
 from synthlake.conditions import parity_gap, rebalanced
 
 
@@ -32,9 +32,6 @@ def reference(frames: dict[str, pd.DataFrame], ctx: RunContext) -> dict[str, pd.
 
 
 def condition_checks(ctx: RunContext, record: SampleRecord, staged, frames: dict[str, pd.DataFrame]) -> list[dict]:
-    def check(name, family, value, threshold, op, passed) -> dict:
-        return Check(check=name, family=family, value=value, threshold=threshold, op=op, passed=passed).model_dump()
-
     checks = []
     if record.where:
         outside = staged.where(f"NOT coalesce(({record.where}), false)").count()

@@ -136,6 +136,11 @@ class Check(Strict):
     passed: bool | None  # None: measured and reported, not a gate
 
 
+def check(name: str, family: str, value, threshold, op: str | None, passed: bool | None) -> dict:
+    """One check as the verdict lists it (a Check's fields)."""
+    return {"check": name, "family": family, "value": value, "threshold": threshold, "op": op, "passed": passed}
+
+
 class Verdict(Record):
     name = "verdict"
     run_id: str

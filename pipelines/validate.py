@@ -14,7 +14,7 @@ import numpy as np
 
 from pipelines.conditioned import condition_checks, meeting, reference
 from pipelines.context import RunContext, StageError
-from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict
+from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict, check
 from pipelines.rule_checks import flag_column, with_flags
 from pipelines.source import bounded, read_profiled, read_real
 from pipelines.thresholds import check_metric_names
@@ -40,19 +40,21 @@ def run(ctx: RunContext, spark) -> dict:
     # the staged rows are kept (memory, then disk) for the expectations and the checks, and let go at the end:
     # a cached plan would otherwise answer a later read of the same partition in this session with these rows,
     # even after a retry's sample stage replaced them
+    rules = _fitted_rules(ctx)
     staged = ctx.read_partition(spark, "staging").drop("run_id").persist()
     try:
-        checks, frames, results, skipped, gx_result = _validate(ctx, spark, profile, record, staged, mostly)
+        checks, metric_checks, frames, results, skipped, gx_result = _validate(ctx, spark, profile, record, rules,
+                                                                               staged, mostly)
     finally:
         staged.unpersist()
     failed = [c["check"] for c in checks if c["passed"] is False]
     verdict = {"run_id": ctx.run_id, "passed": not failed, "failed_checks": failed, "checks": checks,
                "skipped_metrics": skipped, "gx_success": gx_result["success"],
-               "metrics": {c["check"]: c["value"] for c in _metric_checks(ctx, results)},
+               "metrics": {c["check"]: c["value"] for c in metric_checks},
                "rows": {k: len(v) for k, v in frames.items()}, "validated_at": datetime.now(UTC).isoformat()}
     path = store.write(Verdict.model_validate(verdict))
     store.write_json("metrics", headline(verdict))
-    report = _write_report(ctx, profile, verdict, frames, results)
+    report = _write_report(ctx, profile, record, rules, verdict, frames, results)
     _log_to_mlflow(ctx, verdict, report)
     print(f"[synthlake] validate: report {report}", flush=True)
     if failed:
@@ -61,10 +63,10 @@ def run(ctx: RunContext, spark) -> dict:
             **{k: round(v, 4) for k, v in headline(verdict).items() if isinstance(v, float)}}
 
 
-def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleRecord, staged, mostly: float):
-    """Every check on the staged rows: the expectations run on Spark in a thread while this one samples the real
-    rows and computes the metrics (most of either is waiting, on the JVM or on numpy, so they overlap well)."""
-    rules = _fitted_rules(ctx)
+def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleRecord, rules, staged, mostly: float):
+    """Every check on the staged rows (and, apart, the metrics' own): the expectations run on Spark in a thread
+    while this one samples the real rows and computes the metrics (most of either is waiting, on the JVM or on
+    numpy, so they overlap well)."""
     with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
         print("[synthlake] validate: expectations on the staged rows", flush=True)
         expectations = pool.submit(lambda: run_expectations(staged, profile, ctx.run_id, mostly, rules))
@@ -74,10 +76,11 @@ def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleReco
         results, skipped = _evaluate(ctx, frames)
         gx_result = expectations.result()
     ctx.store.write_json("gx_result", gx_result)
+    metric_checks = _metric_checks(ctx, results)
     checks = _expectation_checks(gx_result, rules)
-    checks += _shape_checks(ctx, results) + _metric_checks(ctx, results) + _canary_checks(ctx, staged)
+    checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
     checks += condition_checks(ctx, record, staged, frames)
-    return checks, frames, results, skipped, gx_result
+    return checks, metric_checks, frames, results, skipped, gx_result
 
 
 def headline(verdict: dict) -> dict:
@@ -99,23 +102,19 @@ def _samples(spark, ctx: RunContext, profile: ProfileRecord, record: SampleRecor
             "synthetic": bounded(staged, limit, seed).toPandas()}
 
 
-def _check(name: str, family: str, value, threshold, op: str | None, passed: bool | None) -> dict:
-    return {"check": name, "family": family, "value": value, "threshold": threshold, "op": op, "passed": passed}
-
-
 def _expectation_checks(gx_result: dict, rules) -> list[dict]:
     """One check per expectation; a rule's (on its flag column) is named by the rule, its value the number of
     staged rows that break it."""
     labels = {flag_column(i): rule.label for i, rule in enumerate(rules.rules)} if rules else {}
-    return [_check(labels[r["column"]], "rules", r["unexpected"], 0, "<=", r["success"]) if r["column"] in labels
-            else _check(f"gx:{r['expectation']}:{r['column']}", "expectation", r["observed"], None, None, r["success"])
+    return [check(labels[r["column"]], "rules", r["unexpected"], 0, "<=", r["success"]) if r["column"] in labels
+            else check(f"gx:{r['expectation']}:{r['column']}", "expectation", r["observed"], None, None, r["success"])
             for r in _gx_summary(gx_result)]
 
 
 def _shape_checks(ctx: RunContext, results: dict[str, MetricResult]) -> list[dict]:
     floor = ctx.params.validate_.min_column_shape
     shapes = results["column_shapes"].details["shapes"]
-    return [_check(f"column_shape:{s.column}", "column_shape", s.score, floor, ">=", s.score >= floor)
+    return [check(f"column_shape:{s.column}", "column_shape", s.score, floor, ">=", s.score >= floor)
             for s in shapes]
 
 
@@ -157,7 +156,7 @@ def _metric_checks(ctx: RunContext, results: dict[str, MetricResult]) -> list[di
     for name, result in results.items():
         metric, value, threshold = METRICS[name], result.value, limits.get(name)
         passed = None if threshold is None else metric.passes(value, threshold)
-        checks.append(_check(name, metric.family, None if math.isnan(value) else value, threshold, _op(metric),
+        checks.append(check(name, metric.family, None if math.isnan(value) else value, threshold, _op(metric),
                              passed))
     return checks
 
@@ -172,7 +171,7 @@ def _canary_checks(ctx: RunContext, staged) -> list[dict]:
     share = CanaryShare.share(found, sum(len(values) for values in planted.values()))
     threshold = thresholds(ctx).get("canary_share", 0.0)
     passed = None if threshold is None else CanaryShare.passes(share, threshold)
-    return [_check(CanaryShare.name, CanaryShare.family, share, threshold, _op(CanaryShare), passed)]
+    return [check(CanaryShare.name, CanaryShare.family, share, threshold, _op(CanaryShare), passed)]
 
 
 def _fitted_rules(ctx: RunContext):
@@ -253,8 +252,8 @@ def _gx_summary(result: dict) -> list[dict]:
     return out
 
 
-def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames: dict,
-                  results: dict[str, MetricResult]):
+def _write_report(ctx: RunContext, profile: ProfileRecord, record: SampleRecord, rules, verdict: dict,
+                  frames: dict, results: dict[str, MetricResult]):
     from synthlake.evaluation.explain import explain
     from synthlake.report import render_report
 
@@ -262,11 +261,10 @@ def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames
     meta = ctx.dataset.metadata
     trained = store.read(TrainRecord)
     facts = {"generator": ctx.dataset.generator, "model": f"{trained.model_name} v{trained.model_version}",
-             "synthetic rows": store.read(SampleRecord).rows, "training rows": profile.rows,
+             "synthetic rows": record.rows, "training rows": profile.rows,
              "holdout rows": profile.holdout.rows, "source": profile.source.fingerprint,
              "profile version": profile.profile_version, "validated at": verdict["validated_at"],
-             "differential privacy": _privacy_fact(trained.privacy), **_condition_facts(ctx, store)}
-    rules = _fitted_rules(ctx)
+             "differential privacy": _privacy_fact(trained.privacy), **_condition_facts(ctx, record)}
     described = [(r.label, r.describe(), profile.rules.get(r.label)) for r in rules.rules] if rules else None
     explanation = explain(frames["real"], frames["synthetic"], meta, results, rules=ctx.dataset.rules,
                           private=ctx.dataset.privacy is not None, seed=ctx.params.seed)
@@ -278,9 +276,9 @@ def _write_report(ctx: RunContext, profile: ProfileRecord, verdict: dict, frames
     return path
 
 
-def _condition_facts(ctx: RunContext, store: RunStore) -> dict[str, str]:
+def _condition_facts(ctx: RunContext, record: SampleRecord) -> dict[str, str]:
     """The run's conditions, for the report's header."""
-    record, d = store.read(SampleRecord), ctx.dataset
+    d = ctx.dataset
     facts = {"where": record.where, "seed table": record.seed_table,
              "rebalance": d.rebalance and f"{d.rebalance.column}: {d.rebalance.shares}",
              "fairness": d.fairness and f"{d.fairness.target} independent of {', '.join(d.fairness.sensitive)}"}

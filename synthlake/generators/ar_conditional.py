@@ -222,7 +222,7 @@ def _rebalanced(sampler, column: int, shares: dict[str, float]) -> np.ndarray:
     for label, share in shares.items():
         named[labels.index(label)] = True
         p[labels.index(label)] = share
-    rest = sampler.head_probs(Plan(sampler, 0).spans[column][0]) * ~named
+    rest = sampler.head_probs(_spans(sampler.splits)[column][0]) * ~named
     left = 1.0 - p.sum()
     if left > 1e-12 and rest.sum() == 0:
         raise ConditionError(f"rebalance: the shares of column {spec.name!r} add up to {p.sum():g}, and it has no "
