@@ -1,10 +1,13 @@
-"""synthlake's Airflow 3 DAGs: when the five spark-submit stages run, never what they do.
+"""synthlake's Airflow 3 DAGs: when the spark-submit stages run, never what they do.
 
-Every dataset config conf/datasets/<dataset>.yaml gets two DAGs that chain the same stages, profile >> train
->> sample >> validate >> publish (the order of pipelines.stages), one `SparkSubmitOperator` per stage running
-`jobs/<stage>_job.py` of this project; the publish task updates the asset ``synthlake.<dataset>.published``:
+Every dataset config conf/datasets/<dataset>.yaml gets two DAGs that chain the same stages, profile >> check >>
+train >> sample >> validate >> publish (the order of pipelines.stages), one `SparkSubmitOperator` per stage running
+`jobs/<stage>_job.py` of this project. The check stage decides whether train trains or reuses the champion (source
+unchanged or not drifted); a ``retrain`` task between validate and publish runs only when validate failed, and tries
+the retraining ladder (pipelines.retrain); publish runs when validate or retrain passed, and updates the asset
+``synthlake.<dataset>.published``:
 
-- ``synthlake_<dataset>_on_demand``: manual trigger, with params ``rows`` and ``seed`` (defaults:
+- ``synthlake_<dataset>_on_demand``: manual trigger, with params ``rows``, ``seed`` and ``retrain`` (defaults:
   params.yaml's), and optionally ``where`` and ``seed_table`` (the rows' conditions, README: Conditions); its
   run id is Airflow's dag run id (``manual__2026-...+00:00``).
 - ``synthlake_<dataset>_scheduled``: on the config's ``schedule:`` (cron, UTC), no catch-up, and on every
@@ -74,10 +77,12 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")  # = pipeli
 # Generous ceilings per stage: a hung Spark job must not hold a worker slot forever.
 STAGE_TIMEOUT = {
     "profile": timedelta(minutes=30),
+    "check": timedelta(minutes=30),
     "train": timedelta(hours=4),
     "sample": timedelta(hours=1),
     "validate": timedelta(hours=1),
     "publish": timedelta(minutes=30),
+    "retrain": timedelta(hours=8),  # up to train.max_attempts - 1 more trainings, each sampled and validated
 }
 
 
@@ -237,7 +242,7 @@ class SynthlakeStageOperator(SparkSubmitOperator):
             raise
 
 
-def stage_task(stage: str, args: list[str]) -> SynthlakeStageOperator:
+def stage_task(stage: str, args: list[str], **kwargs: Any) -> SynthlakeStageOperator:
     return SynthlakeStageOperator(
         task_id=stage,
         stage=stage,
@@ -248,6 +253,7 @@ def stage_task(stage: str, args: list[str]) -> SynthlakeStageOperator:
         conf=dict(SPARK_CONF),
         env_vars=dict(ENV_VARS),
         execution_timeout=STAGE_TIMEOUT[stage],
+        **kwargs,
     )
 
 
@@ -258,9 +264,16 @@ def stage_args(dataset: str, run_id: str, extra: list[str] | None = None) -> lis
 
 
 def chain_stages(args: list[str]) -> list[SynthlakeStageOperator]:
+    """The stages in order, and the retraining ladder (jobs/retrain_job.py) between validate and publish: it runs
+    only when validate failed, and publish runs when either passed (never when both failed or an earlier stage
+    did, as retrain refuses a run without a verdict)."""
     tasks = [stage_task(stage, args) for stage in STAGE_NAMES]
     for upstream, downstream in zip(tasks, tasks[1:], strict=False):
         upstream >> downstream
+    validate, publish = tasks[STAGE_NAMES.index("validate")], tasks[-1]
+    retrain = stage_task("retrain", args, trigger_rule="all_failed")
+    validate >> retrain >> publish
+    publish.trigger_rule = "one_success"
     return tasks
 
 
@@ -325,12 +338,16 @@ def on_demand_dag(stem: str, params: Any) -> DAG:
             "seed_table": Param("", type="string", maxLength=1000,
                                 description="a table of partial rows, one output row each, keeping their values; "
                                             "empty: none"),
+            "retrain": Param(**params_default(params, "retrain"), enum=["auto", "always", "never"],
+                             description="auto: train only without a champion, on changed settings or a drifted "
+                                         "source; always; never"),
         },
         tags=["synthlake", stem], doc_md=__doc__,
     ) as dag:
         chain_dataset(stem, "{{ run_id | synthlake_run_id }}",
                       ["--rows", "{{ params.rows }}", "--seed", "{{ params.seed }}",
-                       "--where", "{{ params.where }}", "--seed-table", "{{ params.seed_table }}"])
+                       "--where", "{{ params.where }}", "--seed-table", "{{ params.seed_table }}",
+                       "--retrain", "{{ params.retrain }}"])
     return dag
 
 

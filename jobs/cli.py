@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         add_run_arguments(p)
         p.set_defaults(handler=lambda args, stage=stage: _run_one(stage, args))
 
+    retrain = sub.add_parser("retrain", help="after a failed validate: train again with the ladder's next steps",
+                             description="Train, sample and validate again with each further step of params.yaml "
+                                         "train.ladder.<generator> (at most train.max_attempts trainings), until "
+                                         "one passes its gate; then run publish. `run` does this by itself.")
+    add_run_arguments(retrain)
+    retrain.set_defaults(handler=lambda args: _run_one("retrain", args))
+
     infer = sub.add_parser("infer-config", help="draft a dataset config from a CSV, Parquet or Delta source",
                            description="Infer column kinds from a sample of SOURCE, find the business rules "
                                        "its rows obey (derived columns, lookups, inequalities, fixed "
@@ -175,12 +182,14 @@ def new_run_id(dataset: str) -> str:
 def _open_checked(args, run_id: str):
     """The run's context, the gates' metric names and the generator's hyper-parameters checked too: a typo
     there is exit 2 before Spark starts."""
+    from pipelines.check import check_retrain_settings
     from pipelines.thresholds import check_metric_names
     from pipelines.train import check_hyper
 
     ctx = open_context(args, run_id)
     check_metric_names(ctx)
     check_hyper(ctx)
+    check_retrain_settings(ctx)
     return ctx
 
 
@@ -189,11 +198,12 @@ def _run_one(stage: str, args) -> None:
 
 
 def _run_all(args) -> None:
-    """The five stages in one Spark session; in OpenLineage, one run of job <dataset>.run, the parent of the
-    stages' runs and of Spark's own events."""
+    """The stages in one Spark session, and the retraining ladder when validate fails; in OpenLineage, one run of
+    job <dataset>.run, the parent of the stages' runs and of Spark's own events."""
     from pipelines.config import load_dataset
     from pipelines.lineage import pipeline_run, stage_run
     from pipelines.spark import get_spark
+    from pipelines.validate import GateFailed
 
     run_id = args.run_id or new_run_id(load_dataset(args.config).name)
     ctx = _open_checked(args, run_id)
@@ -202,22 +212,36 @@ def _run_all(args) -> None:
         results = {}
         try:
             for stage in STAGE_NAMES:
-                with stage_run(ctx, stage, parent=lineage):
-                    results[stage] = run_stage(stage, ctx, spark)
+                try:
+                    with stage_run(ctx, stage, parent=lineage):
+                        results[stage] = run_stage(stage, ctx, spark)
+                except GateFailed:
+                    if stage != "validate":
+                        raise
+                    with stage_run(ctx, "retrain", parent=lineage):
+                        results["retrain"] = run_stage("retrain", ctx, spark)
         finally:
             _print_summary(ctx, results)
 
 
 def _print_summary(ctx, results: dict) -> None:
-    from pipelines.records import Verdict
+    from pipelines.records import AttemptsRecord, TrainRecord, Verdict
     from synthlake.evaluation import HEADLINE
 
     store = ctx.store
     lines = [f"\nsynthlake run {ctx.run_id} ({ctx.dataset.name})"]
+    if "check" in results:
+        lines.append(textwrap.fill(f"check:             {results['check']['decision']}: {results['check']['reason']}",
+                                   width=118, initial_indent="  ", subsequent_indent=" " * 21))
     if "train" in results:
-        t = results["train"]
-        lines.append(f"  MLflow run:        {t['mlflow_run_id']}  (model {t['model_name']} version "
-                     f"{t['model_version']})")
+        t = store.read(TrainRecord)
+        lines.append(f"  MLflow run:        {t.mlflow_run_id}  (model {t.model_name} version {t.model_version}"
+                     f"{', the champion reused' if t.reused else ''})")
+    if store.path("attempts").exists():
+        for a in store.read(AttemptsRecord).attempts:
+            lines.append(f"  attempt {a.attempt}:         version {a.model_version} "
+                         f"{'the champion' if a.reused else a.hyper_step or 'as configured'}: "
+                         f"{'passed' if a.passed else 'failed ' + ', '.join(a.failed_checks)}")
     if store.path("verdict").exists():
         v = store.read(Verdict)
         gated = [c for c in v.checks if c.passed is not None]

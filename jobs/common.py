@@ -32,6 +32,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, run_id_required: bool = T
     parser.add_argument("--seed-table", metavar="PATH",
                         help="a Delta, Parquet or CSV table of partial rows: each gives one synthetic row that "
                              "keeps its values (rows = its row count)")
+    parser.add_argument("--retrain", choices=["auto", "always", "never"],
+                        help="auto: train only when the dataset has no champion, the settings changed or the source "
+                             "drifted, else sample from the champion; always; never (default: params.yaml retrain)")
     parser.add_argument("--params", help="params file (default: params.yaml in the project root)")
     parser.add_argument("--env", help="environment in conf/env (default: $SYNTHLAKE_ENV or local)")
 
@@ -40,7 +43,8 @@ def open_context(args: argparse.Namespace, run_id: str):
     from pipelines.context import RunContext
 
     return RunContext.open(args.config, run_id, params_path=args.params, env_name=args.env,
-                           rows=args.rows, seed=args.seed, where=args.where or None, seed_table=args.seed_table or None)
+                           rows=args.rows, seed=args.seed, where=args.where or None, seed_table=args.seed_table or None,
+                           retrain=args.retrain)
 
 
 def run_stage(stage: str, ctx, spark) -> dict:

@@ -141,6 +141,10 @@ class TrainParams(Strict):
     hyper: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # the share of training rows that may break a dataset rule (beyond it, train refuses, naming the rule)
     max_rule_violations: float = Field(0.01, ge=0.0, le=1.0)
+    # generator name -> hyper-parameters of each further attempt when a trained model fails its gate, on top of
+    # `hyper` (pipelines.ladder); at most max_attempts trainings per run
+    ladder: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    max_attempts: int = Field(3, ge=1, le=20)
 
 
 class SampleParams(Strict):
@@ -153,6 +157,18 @@ class SampleParams(Strict):
 
 class ProfileParams(Strict):
     holdout_fraction: float = Field(0.2, gt=0, lt=1)  # real rows set aside for validation, never trained on
+    # the split's seed, apart from the run's: every run of a dataset holds out the same rows, so a champion reused
+    # by a later run (pipelines.check) never learned that run's holdout
+    holdout_seed: int = Field(42, ge=0, lt=2**31)
+
+
+class CheckParams(Strict):
+    """When a run trains a new model or reuses the champion (pipelines.check): a column drifted when its PSI, or
+    its Jensen-Shannon distance (categories) or KS statistic (continuous columns), exceeds these."""
+
+    psi: float = Field(0.2, gt=0)
+    js: float = Field(0.1, gt=0, le=1)
+    ks: float = Field(0.1, gt=0, le=1)
 
 
 class ValidateParams(Strict):
@@ -175,7 +191,11 @@ class Params(Strict):
     # `where` (Spark SQL on learned columns); a seed table's partial rows are kept, one output row each
     where: str | None = None
     seed_table: str | None = None
+    # auto: train when the dataset has no champion, its training settings changed or its source drifted, else
+    # sample from the champion; always: train; never: sample from the champion (refused without one)
+    retrain: Literal["auto", "always", "never"] = "auto"
     profile: ProfileParams = Field(default_factory=ProfileParams)
+    check: CheckParams = Field(default_factory=CheckParams)
     train: TrainParams = Field(default_factory=TrainParams)
     sample: SampleParams = Field(default_factory=SampleParams)
     validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")

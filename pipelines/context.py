@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,8 @@ class RunContext:
     env: EnvConfig
     run_id: str
     params_path: str | None = None  # None: the project's params.yaml
+    attempt: int = 1  # the training attempt (pipelines.retrain tries the ladder's steps after a failed gate)
+    hyper_step: dict[str, Any] = field(default_factory=dict)  # that attempt's hyper-parameters, over the others
 
     @classmethod
     def open(cls, config_path: str, run_id: str, params_path: str | None = None,
@@ -53,6 +55,9 @@ class RunContext:
             run_id=run_id,
             params_path=None if params_path is None else str(params_path),
         )
+
+    def for_attempt(self, attempt: int, hyper_step: dict[str, Any]) -> RunContext:
+        return replace(self, attempt=attempt, hyper_step=dict(hyper_step))
 
     # ---- where things live -------------------------------------------------------------------------
     @property

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipelines.config import ConfigError, EnvConfig, resolve
-from pipelines.stages import STAGES
+from pipelines.stages import declared as stage_declared
 
 if TYPE_CHECKING:
     from pipelines.context import RunContext
@@ -107,7 +107,7 @@ def stage_datasets(ctx: RunContext, stage: str, completed: bool = False) -> tupl
     registered model's version: an input's from train's record; an output's once the stage has `completed`."""
     from openlineage.client.event_v2 import InputDataset, OutputDataset
 
-    declared = next(s for s in STAGES if s.name == stage)
+    declared = stage_declared(stage)
     store = ctx.store
 
     def datasets(cls, records: tuple[str, ...], external: tuple[str, ...], versioned: bool) -> list:

@@ -14,14 +14,15 @@ from synthlake.inference import detect_pii
 from synthlake.metadata import ColumnKind
 
 QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
+HISTOGRAM_LEVELS = [i / 20 for i in range(1, 20)]  # a continuous column's histogram edges: its ventiles
 TOP_CATEGORIES = 1000  # category frequencies kept per column; cardinality is always counted
 PII_SCAN_ROWS = 1000
 
 
 def run(ctx: RunContext, spark) -> dict:
-    """Statistics of the training rows; the holdout (profile.holdout_fraction of the source, by a seeded
-    row hash) is only counted here, so nothing learned downstream comes from it."""
-    fraction, seed = ctx.params.profile.holdout_fraction, ctx.params.seed
+    """Statistics of the training rows; the holdout (profile.holdout_fraction of the source, by a row hash
+    seeded with profile.holdout_seed) is only counted here, so nothing learned downstream comes from it."""
+    fraction, seed = ctx.params.profile.holdout_fraction, ctx.params.profile.holdout_seed
     df = split(read_source(spark, ctx.dataset), "train", fraction, seed).cache()
     try:
         body = {
@@ -81,14 +82,17 @@ def _statistics(df, ctx: RunContext) -> dict:
         aggs += [F.sum(col.isNull().cast("int")).alias(f"{i}_nulls"),
                  F.approx_count_distinct(col).alias(f"{i}_distinct")]
         if is_continuous(c):
-            num = col.cast("double") if c.kind == ColumnKind.NUMERIC else F.unix_seconds(col).cast("double")
+            num = as_number(c)
             aggs += [F.min(col).alias(f"{i}_min"), F.max(col).alias(f"{i}_max"),
                      F.mean(num).alias(f"{i}_mean"), F.stddev(num).alias(f"{i}_std"),
                      F.percentile_approx(num, QUANTILES, 10_000).alias(f"{i}_quantiles")]
+            aggs.append(F.percentile_approx(num, HISTOGRAM_LEVELS, 10_000).alias(f"{i}_edges"))
     stats = df.agg(*aggs).first().asDict()
     rows = stats["__rows"]
     if rows == 0:
         raise StageError(f"dataset '{ctx.dataset.name}': the source has no training rows")
+    edges = {c.name: sorted(set(stats[f"{i}_edges"] or [])) for i, c in enumerate(specs) if is_continuous(c)}
+    histograms = histogram_shares(df, specs, edges)
     sample = df.limit(PII_SCAN_ROWS).toPandas()
     columns = {}
     for i, c in enumerate(specs):
@@ -97,7 +101,8 @@ def _statistics(df, ctx: RunContext) -> dict:
         if is_continuous(c):
             info.update(min=stats[f"{i}_min"], max=stats[f"{i}_max"], mean=stats[f"{i}_mean"],
                         std=stats[f"{i}_std"],
-                        quantiles=dict(zip(map(str, QUANTILES), stats[f"{i}_quantiles"] or [], strict=False)))
+                        quantiles=dict(zip(map(str, QUANTILES), stats[f"{i}_quantiles"] or [], strict=False)),
+                        histogram={"edges": edges[c.name], "shares": histograms[c.name]})
         if c.kind == ColumnKind.CATEGORICAL:
             info["categories"] = _frequencies(df, c.name, rows)
             pii = detect_pii(c.name, sample[c.name])
@@ -105,6 +110,38 @@ def _statistics(df, ctx: RunContext) -> dict:
                 info["pii_suspected"] = pii.value
         columns[c.name] = info
     return {"rows": rows, "columns": columns}
+
+
+def as_number(spec):
+    """A continuous column as doubles (a datetime as Unix seconds): what its quantiles and histogram describe."""
+    from pyspark.sql import functions as F
+
+    col = F.col(f"`{spec.name}`")
+    return col.cast("double") if spec.kind == ColumnKind.NUMERIC else F.unix_seconds(col).cast("double")
+
+
+def histogram_shares(df, specs, edges: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each continuous column's share of non-null values in the bins (-inf, e1], (e1, e2], ... (ek, inf) of its
+    `edges`, counted exactly over every row of `df` in one pass (all zeros where a column has no values)."""
+    from pyspark.sql import functions as F
+
+    specs = [c for c in specs if c.name in edges]
+    aggs = []
+    for i, c in enumerate(specs):
+        num, bounds = as_number(c), edges[c.name]
+        conditions = [num <= bounds[0]] if bounds else []
+        conditions += [(num > lo) & (num <= hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        conditions.append(num > bounds[-1] if bounds else num.isNotNull())
+        aggs += [F.count(F.when(cond, 1)).alias(f"{i}_{b}") for b, cond in enumerate(conditions)]
+    if not aggs:
+        return {}
+    counts = df.agg(*aggs).first().asDict()
+    out = {}
+    for i, c in enumerate(specs):
+        bins = [counts[f"{i}_{b}"] for b in range(len(edges[c.name]) + 1)]
+        total = sum(bins)
+        out[c.name] = [n / total if total else 0.0 for n in bins]
+    return out
 
 
 def _frequencies(df, name: str, rows: int) -> dict:

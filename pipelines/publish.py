@@ -8,12 +8,22 @@ from datetime import UTC, datetime
 
 from pipelines import catalog
 from pipelines.context import RunContext, StageError
-from pipelines.records import PrivacySpent, ProfileRecord, PublishRecord, SampleRecord, TrainRecord, Verdict
+from pipelines.records import (
+    AttemptsRecord,
+    CheckRecord,
+    PrivacySpent,
+    ProfileRecord,
+    PublishRecord,
+    SampleRecord,
+    TrainRecord,
+    Verdict,
+)
 from pipelines.validate import HEADLINE, GateFailed
 
 AUDIT_SCHEMA = ("run_id string, dataset string, source_fingerprint string, profile_version string, "
                 "model_name string, model_version string, mlflow_run_id string, `rows` bigint, "
-                "verdict string, failed_checks string, "
+                "verdict string, failed_checks string, retrain_decision string, retrain_reason string, "
+                "drifted_columns string, attempts int, "
                 + "".join(f"{m} double, " for m in HEADLINE)
                 + "epsilon double, delta double, report string, started_at timestamp, published_at timestamp")
 
@@ -36,12 +46,16 @@ def run(ctx: RunContext, spark) -> dict:
     (with_column_comments(staged, ctx).write.format("delta").mode("overwrite").partitionBy("run_id")
      .option("replaceWhere", ctx.partition_filter).save(published))
     _set_champion(ctx, trained)
+    check = store.read(CheckRecord)
+    attempts = store.read(AttemptsRecord).attempts if store.path("attempts").exists() else []
     audit = {
         "run_id": ctx.run_id, "dataset": ctx.dataset.name,
         "source_fingerprint": profile.source.fingerprint, "profile_version": profile.profile_version,
         "model_name": trained.model_name, "model_version": trained.model_version,
         "mlflow_run_id": trained.mlflow_run_id, "rows": rows, "verdict": "passed",
         "failed_checks": json.dumps(verdict.failed_checks),
+        "retrain_decision": check.decision, "retrain_reason": check.reason,
+        "drifted_columns": json.dumps(check.drifted_columns), "attempts": max(1, len(attempts)),
         **{m: _number(verdict.metrics.get(m)) for m in HEADLINE},
         **_privacy_columns(trained.privacy),
         "report": str(store.path("report")),
@@ -78,12 +92,16 @@ def _number(value) -> float | None:
 
 
 def _set_champion(ctx: RunContext, trained: TrainRecord) -> None:
+    """The published version becomes the champion; the challenger alias, if it named it, is spent."""
     from mlflow import MlflowClient
 
     from pipelines import tracking
 
     tracking.setup(ctx)
-    MlflowClient().set_registered_model_alias(trained.model_name, tracking.CHAMPION, trained.model_version)
+    tracking.set_alias(trained.model_name, tracking.CHAMPION, trained.model_version)
+    client = MlflowClient()
+    if str(client.get_registered_model(trained.model_name).aliases.get(tracking.CHALLENGER)) == trained.model_version:
+        client.delete_registered_model_alias(trained.model_name, tracking.CHALLENGER)
 
 
 def _upsert_audit(spark, path: str, row: dict) -> None:

@@ -24,6 +24,7 @@ from synthlake.metadata import ColumnKind
 # Every file and folder of a run, relative to its folder; pipelines.stages names them by these keys.
 LAYOUT = {
     "profile": "profile.json",
+    "check": "check.json",
     "train": "train.json",
     "model": "model",  # the trained generator (a folder); the MLflow registry holds a copy
     "train_work": "train_work",  # encoded rows the training processes share; removed after training
@@ -35,6 +36,7 @@ LAYOUT = {
     "report": "report/report.html",
     "column_shapes": "report/column_shapes.csv",  # plot data (`dvc plots`)
     "dcr": "report/dcr.csv",
+    "attempts": "attempts.json",  # each training attempt of the run and its verdict (pipelines.ladder)
     "publish": "publish.json",
 }
 
@@ -47,6 +49,11 @@ class Record(Strict):
 class Categories(Strict):
     truncated: bool  # more values than the profile keeps: no category set can be enforced
     frequencies: list[tuple[str | None, float]]  # the most frequent values (None: null) and their shares
+
+
+class Histogram(Strict):
+    edges: list[float]  # the column's ventiles (distinct), as doubles (a datetime in Unix seconds)
+    shares: list[float]  # of the non-null values in (-inf, e1], (e1, e2], ... (ek, inf): one more than edges
 
 
 class ColumnProfile(Strict):
@@ -63,6 +70,7 @@ class ColumnProfile(Strict):
     std: float | None = None
     quantiles: dict[str, float] | None = None
     categories: Categories | None = None
+    histogram: Histogram | None = None  # what drift is measured against (pipelines.check); older profiles lack it
     pii_suspected: str | None = None
 
     @field_validator("min", "max", mode="before")
@@ -94,6 +102,37 @@ class ProfileRecord(Record):
     rules: dict[str, float] = Field(default_factory=dict)  # rule label -> share of the training rows breaking it
 
 
+# ---- check ------------------------------------------------------------------------------------------
+class Champion(Strict):
+    model_name: str
+    model_version: str
+    mlflow_run_id: str  # the run that trained it
+    source_fingerprint: str | None  # of the source it learned; None: its profile was not found
+    profile_version: str | None
+
+
+class ColumnDrift(Strict):
+    psi: float
+    js: float | None = None  # categorical columns
+    ks: float | None = None  # continuous columns
+    drifted: bool
+
+
+class CheckRecord(Record):
+    name = "check"
+    decision: Literal["train", "reuse"]
+    reason: str  # one sentence: why
+    retrain: Literal["auto", "always", "never"]  # the policy it applied
+    source_fingerprint: str
+    training_key: str  # a hash of the settings a model depends on; a champion with another key is not reused
+    champion: Champion | None  # None: the dataset has no champion yet
+    drift: dict[str, ColumnDrift] = Field(default_factory=dict)  # per column, where a champion's profile exists
+    drifted_columns: list[str] = Field(default_factory=list)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    mlflow_run_id: str  # the run's MLflow run: the decision, its reason and the scores; training logs into it
+    checked_at: datetime
+
+
 # ---- train ------------------------------------------------------------------------------------------
 class PrivacySpent(Strict):
     model_config = ConfigDict(extra="allow")  # the generator's accounting details (dp_sgd, preprocessing)
@@ -111,6 +150,9 @@ class TrainRecord(Record):
     epochs: int
     final_losses: dict[str, int | float | None] | None  # the last epoch's figures; None: no epoch ran
     privacy: PrivacySpent | None  # spent by a run with a privacy budget
+    reused: bool = False  # the champion, reused as the check stage decided (nothing trained)
+    attempt: int = 1  # the training attempt (pipelines.ladder)
+    hyper_step: dict[str, Any] = Field(default_factory=dict)  # the ladder's hyper-parameters of this attempt
 
 
 # ---- sample -----------------------------------------------------------------------------------------
@@ -152,6 +194,21 @@ class Verdict(Record):
     metrics: dict[str, float | None]
     rows: dict[str, int]  # rows per side the metrics ran on: real, holdout, synthetic
     validated_at: datetime
+
+
+class Attempt(Strict):
+    attempt: int
+    reused: bool
+    hyper_step: dict[str, Any]
+    model_version: str
+    mlflow_run_id: str
+    passed: bool
+    failed_checks: list[str]
+
+
+class AttemptsRecord(Record):
+    name = "attempts"
+    attempts: list[Attempt]
 
 
 # ---- publish ----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def run(ctx: RunContext, spark) -> dict:
     from pipelines import tracking
 
     trained = ctx.store.read(TrainRecord)
+    ctx.store.path("verdict").unlink(missing_ok=True)  # judged other rows: publish must wait for a new one
     sampler = tracking.load_sampler(ctx, trained.model_name, trained.model_version)
     conditions = run_conditions(spark, ctx, sampler)
     path = ctx.table_path("staging")

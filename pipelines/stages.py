@@ -25,19 +25,33 @@ class Stage(NamedTuple):
 
 STAGES = (
     Stage("profile", writes=("profile",), reads=(), inputs=("source",)),
-    Stage("train", writes=("train", "model"), reads=("profile",), inputs=("source",),
+    # train the generator anew, or reuse the champion? (pipelines.check); it also starts the run's MLflow run
+    Stage("check", writes=("check",), reads=("profile",), inputs=("source",)),
+    # a new version, or the champion's when the check reused it
+    Stage("train", writes=("train", "model"), reads=("profile", "check"), inputs=("source",),
           outputs=("registered_model",)),
     Stage("sample", writes=("sample",), reads=("train", "model"), inputs=("registered_model",),
           outputs=("staging",)),
     Stage("validate", writes=("gx_result", "verdict", "report", "metrics", "column_shapes", "dcr"),
-          reads=("profile", "train", "sample"), inputs=("source", "staging")),
+          reads=("profile", "check", "train", "sample"), inputs=("source", "staging")),
     # the champion alias it sets points at the registered model version it read
-    Stage("publish", writes=("publish",), reads=("profile", "train", "sample", "verdict"),
+    Stage("publish", writes=("publish",), reads=("profile", "check", "train", "sample", "verdict"),
           inputs=("staging", "registered_model"), outputs=("published", "audit")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
+# Not in the chain: run only when validate fails (pipelines.retrain), it trains, samples and validates again.
+RETRAIN = Stage("retrain", writes=("attempts", "train", "model", "sample", "gx_result", "verdict", "report",
+                                   "metrics", "column_shapes", "dcr"),
+                reads=("profile", "check", "train", "verdict"), inputs=("source", "staging"),
+                outputs=("registered_model", "staging"))
+
+
+def declared(name: str) -> Stage:
+    """The stage named `name`, retrain included."""
+    return next(s for s in (*STAGES, RETRAIN) if s.name == name)
+
 
 def writer(record: str) -> str:
-    """The stage that writes `record`."""
-    return next(s.name for s in STAGES if record in s.writes)
+    """The stage that writes `record` (the first, where retrain writes it again)."""
+    return next(s.name for s in (*STAGES, RETRAIN) if record in s.writes)

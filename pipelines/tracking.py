@@ -9,7 +9,8 @@ from pipelines.config import EnvConfig, resolve
 from pipelines.context import RunContext
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
-CHAMPION = "champion"
+CHAMPION = "champion"  # the model version whose rows were last published
+CHALLENGER = "challenger"  # the newest trained version, before its gate
 
 
 def metric_name(name: str) -> str:
@@ -92,3 +93,22 @@ def champion_version(name: str) -> str | None:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+
+
+def attempt_run(ctx: RunContext, run_id: str):
+    """The MLflow run a training attempt logs into: the run's own (`run_id`, started by the check stage) for the
+    first attempt, a child run of it for each later one (pipelines.retrain)."""
+    import mlflow
+
+    if ctx.attempt == 1:
+        return mlflow.start_run(run_id=run_id)
+    experiment = mlflow.get_run(run_id).info.experiment_id
+    return mlflow.start_run(experiment_id=experiment, run_name=f"{ctx.dataset.name}-{ctx.run_id}-attempt{ctx.attempt}",
+                            tags={"mlflow.parentRunId": run_id, "synthlake.run_id": ctx.run_id,
+                                  "synthlake.dataset": ctx.dataset.name})
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, alias, str(version))

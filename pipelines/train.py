@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from pipelines.config import ConfigError
 from pipelines.context import RunContext, StageError
-from pipelines.records import ProfileRecord, TrainRecord
+from pipelines.records import CheckRecord, ProfileRecord, TrainRecord
 from pipelines.source import bounded, read_real
 
 
 def run(ctx: RunContext, spark) -> dict:
+    """Train, unless the check stage decided to reuse the champion (and this is the run's first attempt)."""
+    store = ctx.store
+    check = store.read(CheckRecord)
+    result = _reuse(ctx, check) if check.decision == "reuse" and ctx.attempt == 1 else _train(ctx, spark, check)
+    store.write(result)
+    return result.model_dump()
+
+
+def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
     import mlflow
 
     from pipelines import tracking
@@ -25,7 +35,8 @@ def run(ctx: RunContext, spark) -> dict:
     table = _training_table(spark, ctx, profile)
     rules = fit_rules(ctx, table)
     model = build_model(ctx, None if rules is None else rules.learned_metadata())
-    print(f"[synthlake] train: encoding {len(table)} rows", flush=True)
+    print(f"[synthlake] train: attempt {ctx.attempt}, encoding {len(table)} rows"
+          + (f", hyper-parameters {ctx.hyper_step}" if ctx.hyper_step else ""), flush=True)
     encoded = model.prepare(table if rules is None else rules.transform(table), seed=ctx.params.seed)
 
     work = store.path("train_work")
@@ -41,6 +52,8 @@ def run(ctx: RunContext, spark) -> dict:
         processes = 1
     # checkpoints outlive a killed attempt (train_work does not): a retry resumes from the last epoch
     checkpoints = store.path("train_checkpoints") if model.resumable else None
+    if checkpoints is not None and ctx.attempt > 1:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the earlier attempt's, of other hyper-parameters
     history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu, checkpoints,
                                None if rules is None else rules.state())
     shutil.rmtree(work)
@@ -48,10 +61,9 @@ def run(ctx: RunContext, spark) -> dict:
         shutil.rmtree(checkpoints, ignore_errors=True)
     privacy = _privacy_spent(model_dir)
 
-    experiment = tracking.setup(ctx)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{ctx.dataset.name}-{ctx.run_id}") as run:
-        mlflow.set_tags({"synthlake.run_id": ctx.run_id, "synthlake.dataset": ctx.dataset.name,
-                         "synthlake.profile_version": profile.profile_version})
+    tracking.setup(ctx)
+    with tracking.attempt_run(ctx, check.mlflow_run_id) as run:
+        mlflow.set_tags({"synthlake.attempt": ctx.attempt, "synthlake.training_key": check.training_key})
         mlflow.log_params({"generator": ctx.dataset.generator, "seed": ctx.params.seed,
                            "training_rows": len(table), "num_processes": processes,
                            "use_gpu": use_gpu, **model.hyper})
@@ -64,12 +76,40 @@ def run(ctx: RunContext, spark) -> dict:
             mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch" and v == v}, step=h["epoch"])  # no NaN
         mlflow.log_artifact(str(store.path("profile")))
         info = tracking.log_model(model_dir, ctx.model_name)
-    result = TrainRecord(mlflow_run_id=run.info.run_id, model_name=ctx.model_name,
-                         model_version=str(info.registered_model_version), model_uri=info.model_uri,
-                         training_rows=len(table), epochs=len(history),
-                         final_losses=history[-1] if history else None, privacy=privacy)
-    store.write(result)
-    return result.model_dump()
+    tracking.set_alias(ctx.model_name, tracking.CHALLENGER, info.registered_model_version)
+    return TrainRecord(mlflow_run_id=run.info.run_id, model_name=ctx.model_name,
+                       model_version=str(info.registered_model_version), model_uri=info.model_uri,
+                       training_rows=len(table), epochs=len(history),
+                       final_losses=history[-1] if history else None, privacy=privacy,
+                       attempt=ctx.attempt, hyper_step=ctx.hyper_step)
+
+
+def _reuse(ctx: RunContext, check: CheckRecord) -> TrainRecord:
+    """The champion as this run's model: its files in the run folder (what DVC tracks), nothing trained."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import Model
+
+    from pipelines import tracking
+
+    champion = check.champion
+    tracking.setup(ctx)
+    model_dir = ctx.store.path("model")
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"models:/{champion.model_name}/{champion.model_version}"
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        generator = Model.load(local).flavors["python_function"]["artifacts"]["generator"]["path"]
+        shutil.rmtree(model_dir, ignore_errors=True)
+        shutil.copytree(local / generator, model_dir)
+    trained_on = MlflowClient().get_run(champion.mlflow_run_id).data.params.get("training_rows", "0")
+    with mlflow.start_run(run_id=check.mlflow_run_id):
+        mlflow.set_tags({"synthlake.reused_model_version": champion.model_version,
+                         "synthlake.reused_from_run": champion.mlflow_run_id})
+    print(f"[synthlake] train: reusing {champion.model_name} version {champion.model_version} ({check.reason})",
+          flush=True)
+    return TrainRecord(mlflow_run_id=check.mlflow_run_id, model_name=champion.model_name,
+                       model_version=champion.model_version, model_uri=uri, training_rows=int(trained_on),
+                       epochs=0, final_losses=None, privacy=_privacy_spent(model_dir), reused=True)
 
 
 def _privacy_spent(model_dir: Path) -> dict | None:
@@ -104,18 +144,20 @@ def build_model(ctx: RunContext, metadata=None):
                           f"or `privacy`): {exc}") from exc
 
 
-def hyper_settings(ctx: RunContext) -> dict:
-    """params.yaml's train.hyper.<generator>, the dataset config's `hyper` on top."""
-    return {**ctx.params.train.hyper.get(ctx.dataset.generator, {}), **ctx.dataset.hyper}
+def hyper_settings(ctx: RunContext, step: dict | None = None) -> dict:
+    """params.yaml's train.hyper.<generator>, the dataset config's `hyper` on top, then the training attempt's
+    ladder step (`step`, default the context's)."""
+    step = ctx.hyper_step if step is None else step
+    return {**ctx.params.train.hyper.get(ctx.dataset.generator, {}), **ctx.dataset.hyper, **step}
 
 
-def check_hyper(ctx: RunContext) -> None:
+def check_hyper(ctx: RunContext, step: dict | None = None) -> None:
     """The generator's name and hyper-parameters, checked against its declared model (no torch): a typo is a
     config error before any Spark starts."""
     from synthlake.generators import check_hyper as check
 
     try:
-        check(ctx.dataset.generator, hyper_settings(ctx))
+        check(ctx.dataset.generator, hyper_settings(ctx, step))
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"{ctx.config_path} generator {ctx.dataset.generator!r} (its `hyper` or params.yaml "
                           f"train.hyper.{ctx.dataset.generator}): {exc}") from exc

@@ -14,7 +14,16 @@ import numpy as np
 
 from pipelines.conditioned import condition_checks, meeting, reference
 from pipelines.context import RunContext, StageError
-from pipelines.records import PrivacySpent, ProfileRecord, RunStore, SampleRecord, TrainRecord, Verdict, check
+from pipelines.records import (
+    CheckRecord,
+    PrivacySpent,
+    ProfileRecord,
+    RunStore,
+    SampleRecord,
+    TrainRecord,
+    Verdict,
+    check,
+)
 from pipelines.rule_checks import flag_column, with_flags
 from pipelines.source import bounded, read_profiled, read_real
 from pipelines.thresholds import check_metric_names
@@ -260,7 +269,10 @@ def _write_report(ctx: RunContext, profile: ProfileRecord, record: SampleRecord,
     store = ctx.store
     meta = ctx.dataset.metadata
     trained = store.read(TrainRecord)
-    facts = {"generator": ctx.dataset.generator, "model": f"{trained.model_name} v{trained.model_version}",
+    decided = store.read(CheckRecord)
+    model = f"{trained.model_name} v{trained.model_version}" + (" (the champion, reused)" if trained.reused else
+                                                                 f" (training attempt {trained.attempt})")
+    facts = {"generator": ctx.dataset.generator, "model": model,
              "synthetic rows": record.rows, "training rows": profile.rows,
              "holdout rows": profile.holdout.rows, "source": profile.source.fingerprint,
              "profile version": profile.profile_version, "validated at": verdict["validated_at"],
@@ -270,7 +282,10 @@ def _write_report(ctx: RunContext, profile: ProfileRecord, record: SampleRecord,
                           private=ctx.dataset.privacy is not None, seed=ctx.params.seed)
     html = render_report(dataset=ctx.dataset.name, run_id=ctx.run_id, passed=verdict["passed"],
                          checks=verdict["checks"], real=frames["real"], synthetic=frames["synthetic"],
-                         metadata=meta, results=results, facts=facts, explanation=explanation, rules=described)
+                         metadata=meta, results=results, facts=facts, explanation=explanation, rules=described,
+                         drift={"decision": decided.decision, "reason": decided.reason,
+                                "thresholds": decided.thresholds,
+                                "columns": {c: d.model_dump() for c, d in decided.drift.items()}})
     path = store.write_text("report", html)
     _write_plot_data(store, verdict, results["dcr_share"])
     return path

@@ -93,6 +93,7 @@ def render_report(
     facts: dict[str, object] | None = None,
     explanation: Explanation | None = None,
     rules: list[tuple[str, str, float | None]] | None = None,
+    drift: Mapping | None = None,
 ) -> str:
     """The validation report of one run as one self-contained HTML page.
 
@@ -103,6 +104,8 @@ def render_report(
     `facts`: small key/value pairs for the header (generator, rows, model version, epsilon, ...).
     `explanation`: what gives synthetic rows away (synthlake.evaluation.explain), drawn after the headline.
     `rules`: the dataset's rules as (label, what it says, share of the source's training rows breaking it).
+    `drift`: the run's retraining decision: "decision", "reason", "champion" (a version or None), "thresholds"
+    and "columns" (column -> psi, js or ks, drifted), the source against the champion's.
     """
     checks = [dict(c) for c in checks]
     results = results or {}
@@ -124,6 +127,7 @@ def render_report(
         _headline_table(checks),
         _explanation(explanation, checks),
         _rules_section(rules, checks),
+        _drift_section(drift),
         _shapes_table(checks, metadata),
         _expectations(checks),
         _distributions(real, synthetic, metadata, shape_checks),
@@ -341,6 +345,27 @@ def _rules_section(rules: list[tuple[str, str, float | None]] | None, checks: li
         "that break it (the profile stage refuses a rule broken more often than allowed).</p>",
         "<table><tr><th>rule</th><th>says</th><th>source rows breaking it</th><th>synthetic rows breaking it</th>"
         "<th>result</th></tr>", *rows, "</table>"])
+
+
+def _drift_section(drift: Mapping | None) -> str:
+    """The check stage's decision and the columns' drift scores, the most drifted first."""
+    if not drift:
+        return ""
+    limits = drift.get("thresholds") or {}
+    columns = sorted((drift.get("columns") or {}).items(), key=lambda kv: -kv[1]["psi"])
+    rows = [f"<tr{_row_class({'passed': not d['drifted']})}><td><code>{_e(name)}</code></td>"
+            f'<td class="num">{_fmt(d["psi"])}</td><td class="num">{_fmt(d.get("js"))}</td>'
+            f'<td class="num">{_fmt(d.get("ks"))}</td><td>{"drifted" if d["drifted"] else "stable"}</td></tr>'
+            for name, d in columns]
+    table = ["<table><tr><th>column</th><th>PSI</th><th>Jensen-Shannon</th><th>KS</th><th></th></tr>", *rows,
+             "</table>"] if rows else ["<p>No drift scores: there was no source of the champion's to compare.</p>"]
+    return "\n".join([
+        "<h2>Drift and retraining</h2>",
+        f"<p><strong>{_e(drift.get('decision'))}</strong>: {_e(drift.get('reason'))}.</p>",
+        f'<p class="caption">This run\'s training rows against those the champion model learned (PSI over the '
+        f"champion's bins; Jensen-Shannon distance for categories, KS at the champion's ventiles for numbers). A "
+        f"column drifted above PSI {_fmt(limits.get('psi'))}, JS {_fmt(limits.get('js'))} or KS "
+        f"{_fmt(limits.get('ks'))} (params.yaml check).</p>", *table])
 
 
 # --- what gives synthetic rows away -----------------------------------------------------------------------
