@@ -15,7 +15,7 @@ import pytest
 import yaml
 from project_fixture import make_project, spark_session
 
-from pipelines import profile, publish, sample, train, validate
+from pipelines import check, profile, publish, sample, train, validate
 from pipelines.config import ConfigError
 from pipelines.context import RunContext
 from pipelines.records import SampleRecord, Verdict
@@ -61,6 +61,7 @@ def spark(project):
     session = spark_session("synthlake-conditions-tests")
     ctx = RunContext.open(write_config(project), RUN)
     profile.run(ctx, spark=session)
+    check.run(ctx, spark=session)
     train.run(ctx, spark=session)
     yield session
     session.stop()

@@ -217,7 +217,7 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
     _set_param(root, "validate", "max_rows", 1000)
     ran, skipped, timings["after_param_change"] = _repro(root)
     assert ran == {"validate", "publish"}
-    assert skipped == {"profile", "train", "sample"}
+    assert skipped == {"profile", "check", "train", "sample"}
     assert _published_rows(root, "published") == 200
     assert _published_rows(root, "audit") == 1
     print("\n[dvc] repro seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

@@ -219,12 +219,14 @@ def expected_datasets(root: Path) -> dict[str, tuple[set, set]]:
     model = (f"sqlite:///{root / 'var' / 'mlflow.db'}", "models:/synthlake-adult")
     return {
         "profile": ({source}, records("profile.json")),
-        "train": ({source} | records("profile.json"), {model} | records("train.json", "model")),
+        "check": ({source} | records("profile.json"), records("check.json")),
+        "train": ({source} | records("profile.json", "check.json"), {model} | records("train.json", "model")),
         "sample": ({model} | records("train.json", "model"), {staging} | records("sample.json")),
-        "validate": ({source, staging} | records("profile.json", "train.json", "sample.json"),
+        "validate": ({source, staging} | records("profile.json", "check.json", "train.json", "sample.json"),
                      records("gx_result.json", "validation.json", "report/report.html", "metrics.json",
                              "report/column_shapes.csv", "report/dcr.csv")),
-        "publish": ({staging, model} | records("profile.json", "train.json", "sample.json", "validation.json"),
+        "publish": ({staging, model} | records("profile.json", "check.json", "train.json", "sample.json",
+                                               "validation.json"),
                     {published, audit} | records("publish.json")),
     }
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from project_fixture import make_project, spark_session
 
-from pipelines import profile, publish, sample, train, validate
+from pipelines import check, profile, publish, sample, train, validate
 from pipelines.context import RunContext, StageError
 from pipelines.records import ProfileRecord, Verdict
 from synthlake.generators import load_sampler
@@ -86,7 +86,7 @@ def spark(project):
 
 def test_every_published_row_holds_every_rule(project, spark):
     ctx = RunContext.open(write_config(project, "bookings", RULES), "rules-run")
-    for stage in (profile, train, sample, validate, publish):
+    for stage in (profile, check, train, sample, validate, publish):
         stage.run(ctx, spark)
     model = load_sampler(ctx.store.path("model"))
     assert isinstance(model, RuledSampler)

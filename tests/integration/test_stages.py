@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from project_fixture import make_project, spark_session
 
-from pipelines import profile, publish, sample, tracking, train, validate
+from pipelines import check, profile, publish, sample, tracking, train, validate
 from pipelines.context import RunContext, StageError
 from pipelines.records import ProfileRecord, TrainRecord, Verdict
 from pipelines.validate import GateFailed
@@ -52,7 +52,7 @@ def context(project, run_id=RUN, **overrides) -> RunContext:
 def completed(project, spark):
     ctx = context(project)
     results = {stage.__name__.split(".")[-1]: stage.run(ctx, spark)
-               for stage in (profile, train, sample, validate, publish)}
+               for stage in (profile, check, train, sample, validate, publish)}
     return ctx, results
 
 
@@ -278,7 +278,7 @@ def test_a_private_run_records_the_budget_it_spent(completed, spark):
         update={"dp_mostly": 0.8})})
     private = RunContext(ctx.config_path, dataset, params, ctx.env, "it-run-dp")
     private.store.write(ctx.store.read(ProfileRecord))  # the same source and split
-    for stage in (train, sample, validate, publish):
+    for stage in (check, train, sample, validate, publish):
         stage.run(private, spark)
     spent = json.loads(private.store.path("train").read_text())["privacy"]
     assert 0 < spent["epsilon"] <= 2.0 and spent["delta"] <= 1e-5
@@ -301,7 +301,7 @@ def test_a_generator_added_through_the_contract_runs_every_stage(completed, spar
     dataset = ctx.dataset.model_copy(update={"generator": "gaussian_copula", "thresholds": {"accuracy": 0.85}})
     copula = RunContext(ctx.config_path, dataset, ctx.params, ctx.env, "it-run-copula")
     copula.store.write(ctx.store.read(ProfileRecord))  # the same source and split
-    results = {stage.__name__.split(".")[-1]: stage.run(copula, spark) for stage in (train, sample, validate, publish)}
+    results = {stage.__name__.split(".")[-1]: stage.run(copula, spark) for stage in (check, train, sample, validate, publish)}
     assert results["validate"]["passed"] and results["validate"]["accuracy"] >= 0.85
     assert copula.read_partition(spark, "published").count() == ROWS
     model_dir = copula.store.path("model")
