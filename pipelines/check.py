@@ -127,7 +127,6 @@ def training_key(ctx: RunContext) -> str:
 def find_champion(model_name: str) -> tuple[Champion | None, ProfileRecord | None, str | None]:
     """The champion version, the profile its training run logged (None if absent or unreadable) and its
     training_key tag; (None, None, None) without a champion. MLflow must point at the environment's store."""
-    import mlflow
     from mlflow import MlflowClient
 
     from pipelines import tracking
@@ -138,18 +137,25 @@ def find_champion(model_name: str) -> tuple[Champion | None, ProfileRecord | Non
     client = MlflowClient()
     run_id = client.get_model_version(model_name, version).run_id
     tags = client.get_run(run_id).data.tags
-    profile = None
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="profile.json", dst_path=tmp)
-            profile = ProfileRecord.model_validate_json(Path(path).read_text())
-        except Exception as exc:  # noqa: BLE001 - a champion logged without (or with an older) profile
-            print(f"[synthlake] check: the champion's profile could not be read ({type(exc).__name__}): "
-                  "drift is not measured", flush=True)
+    profile = logged_profile(run_id)
     champion = Champion(model_name=model_name, model_version=version, mlflow_run_id=run_id,
                         source_fingerprint=profile and profile.source.fingerprint,
                         profile_version=profile and profile.profile_version)
     return champion, profile, tags.get("synthlake.training_key")
+
+
+def logged_profile(run_id: str) -> ProfileRecord | None:
+    """The profile a training run logged to MLflow (the source its model learned); None if absent or unreadable."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="profile.json", dst_path=tmp)
+            return ProfileRecord.model_validate_json(Path(path).read_text())
+        except Exception as exc:  # noqa: BLE001 - a model logged without (or with an older) profile
+            print(f"[synthlake] the profile of MLflow run {run_id} could not be read ({type(exc).__name__})",
+                  flush=True)
+            return None
 
 
 def measure_drift(spark, ctx: RunContext, profile: ProfileRecord, reference: ProfileRecord) -> dict[str, dict]:

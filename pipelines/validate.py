@@ -78,7 +78,8 @@ def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleReco
     numpy, so they overlap well)."""
     with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
         print("[synthlake] validate: expectations on the staged rows", flush=True)
-        expectations = pool.submit(lambda: run_expectations(staged, profile, ctx.run_id, mostly, rules))
+        expected = _expected_profile(ctx, profile)
+        expectations = pool.submit(lambda: run_expectations(staged, expected, ctx.run_id, mostly, rules))
         frames = reference(_samples(spark, ctx, profile, record, staged), ctx)
         if frames["synthetic"].empty:
             raise StageError(f"staging table has no rows for run {ctx.run_id!r}: run the sample stage first")
@@ -90,6 +91,40 @@ def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleReco
     checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
     checks += condition_checks(ctx, record, staged, frames)
     return checks, metric_checks, frames, results, skipped, gx_result
+
+
+def _expected_profile(ctx: RunContext, profile: ProfileRecord) -> ProfileRecord:
+    """What the expectations hold the rows to: this run's profile, widened by the profile of the source a reused
+    champion learned (its rows may keep values, such as last month's largest, that this source lacks)."""
+    from pipelines import tracking
+    from pipelines.check import logged_profile
+
+    trained = ctx.store.read(TrainRecord)
+    if not trained.reused:
+        return profile
+    tracking.setup(ctx)
+    learned = logged_profile(ctx.store.read(CheckRecord).champion.mlflow_run_id)
+    return profile if learned is None else widened(profile, learned)
+
+
+def widened(profile: ProfileRecord, other: ProfileRecord) -> ProfileRecord:
+    """`profile` with each column's range, category set and null fraction stretched to cover `other`'s."""
+    columns = {}
+    for name, col in profile.columns.items():
+        theirs = other.columns.get(name)
+        update = {}
+        if theirs is not None and col.min is not None and theirs.min is not None:
+            update.update(min=min(col.min, theirs.min), max=max(col.max, theirs.max))
+        if theirs is not None and col.categories and theirs.categories:
+            known = {v for v, _ in col.categories.frequencies}
+            extra = [(v, share) for v, share in theirs.categories.frequencies if v not in known]
+            update["categories"] = col.categories.model_copy(update={
+                "truncated": col.categories.truncated or theirs.categories.truncated,
+                "frequencies": col.categories.frequencies + extra})
+        if theirs is not None:
+            update["null_fraction"] = max(col.null_fraction, theirs.null_fraction)
+        columns[name] = col.model_copy(update=update)
+    return profile.model_copy(update={"columns": columns})
 
 
 def headline(verdict: dict) -> dict:
