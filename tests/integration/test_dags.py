@@ -54,6 +54,7 @@ SUMMARY = textwrap.dedent(
             "catchup": dag.catchup,
             "params": {k: dag.params[k] for k in dag.params},
             "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "application": t.application,
+                                  "trigger_rule": str(t.trigger_rule),
                                   "packages": t.packages, "args": t.application_args, "retries": t.retries,
                                   "conn_id": t.conn_id, "conf": t.conf,
                                   "env_vars": sorted(t.env_vars)} for t in dag.tasks},
@@ -75,7 +76,8 @@ SUMMARY = textwrap.dedent(
 
     manual = "manual__2026-11-22T19:30:00.123456+00:00"
     LISTENER_ENV = sys.argv[4]
-    params = {"rows": 123, "seed": 5, "where": "age >= 60 AND `native-country` = 'Peru'", "seed_table": ""}
+    params = {"rows": 123, "seed": 5, "where": "age >= 60 AND `native-country` = 'Peru'", "seed_table": "",
+              "retrain": "always"}
     night = lambda ds: render("synthlake_adult_scheduled", "sample", run_id=f"scheduled__{ds}", ds_nodash=ds,
                               params={}, var=Variables({}))
     rendered = {
@@ -155,13 +157,17 @@ def test_dag_files_import_without_errors(summary):
 
 
 @pytest.mark.parametrize("dag_id", ["synthlake_adult_on_demand", "synthlake_adult_scheduled"])
-def test_stages_run_in_order(summary, dag_id):
+def test_stages_run_in_order_and_retrain_only_after_a_failed_validate(summary, dag_id):
     tasks = summary["dags"][dag_id]["tasks"]
-    assert set(tasks) == set(STAGES)
-    for upstream, downstream in zip(STAGES, STAGES[1:], strict=False):
+    assert set(tasks) == {*STAGES, "retrain"}
+    for upstream, downstream in zip(STAGES[:-2], STAGES[1:-1], strict=False):
         assert tasks[upstream]["downstream"] == [downstream]
+    assert tasks["validate"]["downstream"] == ["publish", "retrain"] and tasks["retrain"]["downstream"] == ["publish"]
     assert tasks["publish"]["downstream"] == []
-    for stage in STAGES:
+    # retrain runs only when validate failed; publish when either passed
+    assert tasks["retrain"]["trigger_rule"] == "all_failed" and tasks["publish"]["trigger_rule"] == "one_success"
+    assert {tasks[s]["trigger_rule"] for s in STAGES[:-1]} == {"all_success"}
+    for stage in (*STAGES, "retrain"):
         task = tasks[stage]
         assert task["application"] == str(REPO / "jobs" / f"{stage}_job.py")
         assert Path(task["application"]).is_file()
@@ -173,14 +179,15 @@ def test_stages_run_in_order(summary, dag_id):
         assert "synthlake_spark_conn_id" in task["conn_id"] and "spark_local" in task["conn_id"]
         assert "spark.jars.ivy" in task["conf"]
     outlets = summary["dags"][dag_id]["outlets"]
-    assert outlets == {**dict.fromkeys(STAGES, []), "publish": ["synthlake.adult.published"]}
+    assert outlets == {**dict.fromkeys([*STAGES, "retrain"], []), "publish": ["synthlake.adult.published"]}
 
 
 def test_on_demand_is_manual_with_params_defaulting_to_params_yaml(summary):
     dag = summary["dags"]["synthlake_adult_on_demand"]
     assert dag["timetable"] == "NullTimetable"
     params = yaml.safe_load((Path(summary["home"]) / "params.yaml").read_text())
-    assert dag["params"] == {"rows": params["rows"], "seed": params["seed"], "where": "", "seed_table": ""}
+    assert dag["params"] == {"rows": params["rows"], "seed": params["seed"], "where": "", "seed_table": "",
+                             "retrain": params["retrain"]}
     assert (params["rows"], params["seed"]) == (HOME_PARAMS["rows"], HOME_PARAMS["seed"])
     assert {"--rows", "--seed"} <= set(dag["tasks"]["sample"]["args"])
 
@@ -265,7 +272,7 @@ def test_templates_render_to_the_jobs_command_line(summary):
     assert on_demand["args"] == [f"{home}/conf/datasets/adult.yaml", "--run-id",
                                  "manual__2026-11-22T19:30:00.123456+00:00", "--env", "other",
                                  "--rows", "123", "--seed", "5", "--where",
-                                 "age >= 60 AND `native-country` = 'Peru'", "--seed-table", ""]
+                                 "age >= 60 AND `native-country` = 'Peru'", "--seed-table", "", "--retrain", "always"]
     assert on_demand["env_vars"]["SYNTHLAKE_HOME"] == home
     assert on_demand["env_vars"]["PYTHONSAFEPATH"] == "1"
     assert on_demand["env_vars"]["PYSPARK_PYTHON"] == sys.executable
@@ -315,7 +322,7 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, logs
     run = _tagged_json(proc.stdout, "DAGRUN")
     assert run["state"] == "success", f"{run}\n{logs}"
-    assert run["tasks"] == dict.fromkeys(STAGES, "success")
+    assert run["tasks"] == {**dict.fromkeys(STAGES, "success"), "retrain": "skipped"}  # validate passed
 
     published = DeltaTable(str(root / "var" / "lake" / "adult")).to_pandas()
     mine = published[published["run_id"] == run["run_id"]]
@@ -363,3 +370,82 @@ def test_bad_config_fails_at_once_without_retries(tmp_path):
     assert run["tasks"]["profile"] == "failed" and run["tries"]["profile"] == 1, run
     assert "exited 2 (bad configuration or a refused stage): not retrying" in proc.stdout + proc.stderr
     assert not (root / "var" / "lake").exists()
+
+
+@pytest.mark.slow
+def test_dag_runs_retrain_only_on_drift_and_recover_with_the_ladder(tmp_path):
+    """Four on-demand runs of one dataset, as dag.test() runs them. Its configured model cannot learn (a tiny
+    learning rate) and the ladder's one step can: (1) no champion: train, the gate fails, the ladder recovers,
+    publish; (2) source unchanged: the champion is reused, nothing trained; (3) a column drifted: train (failing),
+    the ladder recovers, a new champion; (4) a gate no attempt passes: nothing published."""
+    from deltalake import DeltaTable
+    from mlflow import MlflowClient
+    from test_retraining import COLUMNS, people
+
+    from pipelines import tracking
+    from pipelines.config import load_env
+
+    root = make_project(tmp_path / "project", params={
+        "rows": 300, "sample": {"partitions": 2, "block_rows": 150},
+        "train": {"ladder": {"tabular_ar": [{"lr": 0.01, "epochs": 8}]}, "max_attempts": 2},
+        "validate": {"thresholds": {"accuracy": 0.8}}})
+    config = {"name": "staff", "source": {"path": "staff.parquet", "format": "parquet"}, "target": "label",
+              "columns": COLUMNS, "hyper": {"epochs": 1, "lr": 1e-6},
+              "output": {"staging": "staff_staging", "published": "staff"}}
+    (root / "conf" / "datasets" / "staff.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    people().to_parquet(root / "staff.parquet")
+    env = airflow_env(root, tmp_path / "airflow")
+    migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, cwd=root,
+                             capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+
+    def dag_run() -> tuple[dict, dict]:
+        started = time.monotonic()
+        proc = _run(DAG_TEST, [str(DAGS), json.dumps({}), "no-retries", "synthlake_staff_on_demand"], env, root,
+                    timeout=1200)
+        run = _tagged_json(proc.stdout, "DAGRUN")
+        print(f"\n[timing] dag.test {time.monotonic() - started:.1f}s: {run['state']} {run['tasks']}")
+        records = root / "var" / "runs" / "staff" / run["run_id"]
+        check = json.loads((records / "check.json").read_text())
+        return run, check
+
+    def published(run_id: str) -> int:
+        table = DeltaTable(str(root / "var" / "lake" / "staff")).to_pandas()
+        return int((table["run_id"] == run_id).sum())
+
+    def model_versions() -> tuple[int, str]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SYNTHLAKE_HOME", str(root))
+            tracking.use_store(load_env())
+            client = MlflowClient()
+            return (len(client.search_model_versions("name = 'synthlake-staff'")),
+                    str(client.get_model_version_by_alias("synthlake-staff", "champion").version))
+
+    laddered = {**dict.fromkeys(STAGES, "success"), "validate": "failed", "retrain": "success"}
+    first, check = dag_run()
+    assert first["state"] == "success" and first["tasks"] == laddered, first
+    assert check["decision"] == "train" and "no champion" in check["reason"]
+    assert published(first["run_id"]) == 300 and model_versions() == (2, "2")  # attempt 2's model
+
+    second, check = dag_run()
+    assert second["state"] == "success" and second["tasks"] == {**dict.fromkeys(STAGES, "success"),
+                                                                "retrain": "skipped"}, second
+    assert check["decision"] == "reuse" and "unchanged" in check["reason"]
+    assert published(second["run_id"]) == 300 and model_versions() == (2, "2")  # nothing trained
+
+    people(seed=3, age_shift=25).to_parquet(root / "staff.parquet")
+    third, check = dag_run()
+    assert third["state"] == "success" and third["tasks"] == laddered, third
+    assert check["decision"] == "train" and check["drifted_columns"][0] == "age"
+    assert published(third["run_id"]) == 300 and model_versions() == (4, "4")
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["validate"]["thresholds"]["accuracy"] = 0.999
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fourth, check = dag_run()
+    assert fourth["state"] == "failed" and fourth["tasks"] == {
+        **laddered, "retrain": "failed", "publish": "upstream_failed"}, fourth
+    assert check["decision"] == "reuse"  # the champion's rows fail; so does a retrained model's
+    assert published(fourth["run_id"]) == 0 and model_versions() == (5, "4")
+    attempts = json.loads((root / "var" / "runs" / "staff" / fourth["run_id"] / "attempts.json").read_text())
+    assert [(a["reused"], a["passed"]) for a in attempts["attempts"]] == [(True, False), (False, False)]
