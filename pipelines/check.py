@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pipelines.config import ConfigError
 from pipelines.context import RunContext, StageError
@@ -137,25 +135,11 @@ def find_champion(model_name: str) -> tuple[Champion | None, ProfileRecord | Non
     client = MlflowClient()
     run_id = client.get_model_version(model_name, version).run_id
     tags = client.get_run(run_id).data.tags
-    profile = logged_profile(run_id)
+    profile = tracking.logged_profile(run_id)
     champion = Champion(model_name=model_name, model_version=version, mlflow_run_id=run_id,
                         source_fingerprint=profile and profile.source.fingerprint,
                         profile_version=profile and profile.profile_version)
     return champion, profile, tags.get("synthlake.training_key")
-
-
-def logged_profile(run_id: str) -> ProfileRecord | None:
-    """The profile a training run logged to MLflow (the source its model learned); None if absent or unreadable."""
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="profile.json", dst_path=tmp)
-            return ProfileRecord.model_validate_json(Path(path).read_text())
-        except Exception as exc:  # noqa: BLE001 - a model logged without (or with an older) profile
-            print(f"[synthlake] the profile of MLflow run {run_id} could not be read ({type(exc).__name__})",
-                  flush=True)
-            return None
 
 
 def measure_drift(spark, ctx: RunContext, profile: ProfileRecord, reference: ProfileRecord) -> dict[str, dict]:

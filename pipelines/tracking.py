@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 from pipelines.config import EnvConfig, resolve
 from pipelines.context import RunContext
+from pipelines.records import ProfileRecord
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHAMPION = "champion"  # the model version whose rows were last published
@@ -112,3 +114,17 @@ def set_alias(name: str, alias: str, version: str | int) -> None:
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def logged_profile(run_id: str) -> ProfileRecord | None:
+    """The profile a training run logged to MLflow (the source its model learned); None if absent or unreadable."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="profile.json", dst_path=tmp)
+            return ProfileRecord.model_validate_json(Path(path).read_text())
+        except Exception as exc:  # noqa: BLE001 - a model logged without (or with an older) profile
+            print(f"[synthlake] the profile of MLflow run {run_id} could not be read ({type(exc).__name__})",
+                  flush=True)
+            return None

@@ -97,13 +97,12 @@ def _expected_profile(ctx: RunContext, profile: ProfileRecord) -> ProfileRecord:
     """What the expectations hold the rows to: this run's profile, widened by the profile of the source a reused
     champion learned (its rows may keep values, such as last month's largest, that this source lacks)."""
     from pipelines import tracking
-    from pipelines.check import logged_profile
 
     trained = ctx.store.read(TrainRecord)
     if not trained.reused:
         return profile
     tracking.setup(ctx)
-    learned = logged_profile(ctx.store.read(CheckRecord).champion.mlflow_run_id)
+    learned = tracking.logged_profile(ctx.store.read(CheckRecord).champion.mlflow_run_id)
     return profile if learned is None else widened(profile, learned)
 
 

@@ -54,7 +54,7 @@ SUMMARY = textwrap.dedent(
             "catchup": dag.catchup,
             "params": {k: dag.params[k] for k in dag.params},
             "tasks": {t.task_id: {"downstream": sorted(t.downstream_task_ids), "application": t.application,
-                                  "trigger_rule": str(t.trigger_rule),
+                                  "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
                                   "packages": t.packages, "args": t.application_args, "retries": t.retries,
                                   "conn_id": t.conn_id, "conf": t.conf,
                                   "env_vars": sorted(t.env_vars)} for t in dag.tasks},

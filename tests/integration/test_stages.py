@@ -98,8 +98,8 @@ def test_validate_records_every_metric_and_writes_the_report(completed):
     measured = set(verdict["metrics"]) | set(verdict["skipped_metrics"])
     assert measured == set(metric_names()) - {"canary_share"}  # no canaries configured for Adult
     assert verdict["skipped_metrics"] == {}  # Adult declares quasi-identifiers and a target
-    for check in verdict["checks"]:
-        assert set(check) == {"check", "family", "value", "threshold", "op", "passed"}
+    for row in verdict["checks"]:
+        assert set(row) == {"check", "family", "value", "threshold", "op", "passed"}
     assert 0.5 < verdict["metrics"]["accuracy"] <= 1 and 0 <= verdict["metrics"]["dcr_share"] <= 1
     headline = json.loads(ctx.store.path("metrics").read_text())
     assert headline["passed"] is True and headline["accuracy"] == verdict["metrics"]["accuracy"]
@@ -301,7 +301,8 @@ def test_a_generator_added_through_the_contract_runs_every_stage(completed, spar
     dataset = ctx.dataset.model_copy(update={"generator": "gaussian_copula", "thresholds": {"accuracy": 0.85}})
     copula = RunContext(ctx.config_path, dataset, ctx.params, ctx.env, "it-run-copula")
     copula.store.write(ctx.store.read(ProfileRecord))  # the same source and split
-    results = {stage.__name__.split(".")[-1]: stage.run(copula, spark) for stage in (check, train, sample, validate, publish)}
+    results = {stage.__name__.split(".")[-1]: stage.run(copula, spark)
+               for stage in (check, train, sample, validate, publish)}
     assert results["validate"]["passed"] and results["validate"]["accuracy"] >= 0.85
     assert copula.read_partition(spark, "published").count() == ROWS
     model_dir = copula.store.path("model")
