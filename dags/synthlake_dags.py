@@ -55,9 +55,10 @@ from typing import Any
 
 import yaml  # Airflow depends on PyYAML
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param
 from airflow.sdk.exceptions import AirflowFailException
 
+from pipelines.source_watch import SourceChangeTrigger
 from pipelines.stages import STAGE_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # no I/O: just the path of this file
@@ -293,22 +294,30 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)  # noqa: UP017
 DAG_ID = re.compile(r"[^A-Za-z0-9_]")
 
 
-def dataset_entries() -> list[tuple[str, str | None, str]]:
-    """(file stem, schedule, source URI) of each conf/datasets/*.yaml of the home, read at parse time (no data)."""
+def dataset_entries() -> list[tuple[str, str | None, Asset]]:
+    """(file stem, schedule, source asset) of each conf/datasets/*.yaml of the home, read at parse time (no data)."""
     entries = []
     for path in sorted((Path(synthlake_home()) / "conf" / "datasets").glob("*.yaml")):
         config = read_yaml(path)
         if not isinstance(config, dict):
             continue  # the jobs refuse it with a clear error when it runs
         source = str((config.get("source") or {}).get("path") or path.stem)
-        uri = source if "://" in source else (Path(synthlake_home()) / source).resolve().as_uri()
-        entries.append((path.stem, config.get("schedule"), uri))
+        if "://" in source:
+            asset = source_asset(path.stem, source)
+        else:
+            local = (Path(synthlake_home()) / source).resolve()
+            asset = source_asset(path.stem, local.as_uri(), str(local), config.get("source_poll_seconds", 300))
+        entries.append((path.stem, config.get("schedule"), asset))
     return entries
 
 
-def source_asset(stem: str, uri: str) -> Asset:
-    """The dataset's source: an event on it (from the job that writes it) starts the scheduled DAG."""
-    return Asset(name=f"synthlake.{stem}.source", uri=uri)
+def source_asset(stem: str, uri: str, local: str | None = None, poll_seconds: float | None = None) -> Asset:
+    """The dataset's source: an event on it starts the scheduled DAG. The job that writes it sends one; for a
+    `local` source, a watcher's trigger polling it every `poll_seconds` (pipelines.source_watch) does too."""
+    watchers = [] if not (local and poll_seconds) else [AssetWatcher(
+        name=f"synthlake_{DAG_ID.sub('_', stem)}_source_change",
+        trigger=SourceChangeTrigger(path=local, poll_interval=float(poll_seconds)))]
+    return Asset(name=f"synthlake.{stem}.source", uri=uri, watchers=watchers)
 
 
 def published_asset(stem: str) -> Asset:
@@ -375,6 +384,6 @@ _KEY_EXPR = "ds_nodash if ds_nodash is defined and ds_nodash else run_id"
 
 _PARAMS_FILE = Path(synthlake_home()) / "params.yaml"
 _PARAMS = read_yaml(_PARAMS_FILE) if _PARAMS_FILE.is_file() else None
-for _stem, _cron, _uri in dataset_entries():
+for _stem, _cron, _source in dataset_entries():
     on_demand_dag(_stem, _PARAMS)
-    scheduled_dag(_stem, _cron, source_asset(_stem, _uri))
+    scheduled_dag(_stem, _cron, _source)

@@ -87,6 +87,9 @@ class DatasetConfig(Strict):
     # when the dataset's scheduled DAG runs (cron, UTC), besides whenever its source asset is updated; none: only
     # then (dags/synthlake_dags.py)
     schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+    # a local source is polled this often by the scheduled DAG's asset watcher (pipelines.source_watch), which
+    # starts a run when it changes; null: no watcher (runs start on the schedule and on asset events)
+    source_poll_seconds: float | None = Field(300, gt=0)
 
     @model_validator(mode="after")
     def _check_metadata(self) -> DatasetConfig:

@@ -28,7 +28,8 @@ AIRFLOW_RUN_IDS = ["manual__2026-11-22T19:30:00.123456+00:00", "scheduled__2026-
                    "asset_triggered__2026-11-23T02:00:00+00:00", "nightly-20261123"]
 ODD_RUN_IDS = ["my run/1", "_x", "", "é" * 200]
 HEAVY = ["pyspark", "pandas", "mlflow", "torch", "great_expectations", "deltalake", "synthlake", "pipelines"]
-LIGHT = ["pipelines", "pipelines.stages"]  # the stage list, plain Python: all the DAGs may import of the project
+# all the DAGs may import of the project: the stage list (plain Python) and the source watcher's trigger
+LIGHT = ["pipelines", "pipelines.source_watch", "pipelines.stages"]
 # the home's params.yaml, other than the repo's: the on-demand DAG's defaults must come from it
 HOME_PARAMS = {"seed": 9, "rows": 1234}
 LISTENER_ENV = "with_listener"  # an environment of the home whose yaml turns the OpenLineage Spark listener on
@@ -50,6 +51,7 @@ SUMMARY = textwrap.dedent(
             "timetable": type(dag.timetable).__name__,
             "cron": getattr(getattr(dag.timetable, "timetable", dag.timetable), "expression", None),
             "assets": [[a.name, a.uri] for a in ([condition] if hasattr(condition, "uri") else [])],
+            "watchers": [[w.name, *w.trigger.serialize()] for w in getattr(condition, "watchers", [])],
             "outlets": {t.task_id: [o.name for o in t.outlets] for t in dag.tasks},
             "catchup": dag.catchup,
             "params": {k: dag.params[k] for k in dag.params},
@@ -98,10 +100,12 @@ SUMMARY = textwrap.dedent(
 )
 
 # Runs the DAG argv[4] with dag.test() and prints the dag run's id, state and task states. argv[3]
-# "no-retries" turns retries off (a failure should fail the test now, not after minutes of retry delay).
+# "no-retries" turns retries off (a failure should fail the test now, not after minutes of retry delay);
+# argv[5], if given, is the run's logical date.
 DAG_TEST = textwrap.dedent(
     """
     import json, sys
+    from datetime import datetime
     from airflow.models import DagBag
     bag = DagBag(dag_folder=sys.argv[1])
     assert not bag.import_errors, bag.import_errors
@@ -109,7 +113,8 @@ DAG_TEST = textwrap.dedent(
     if sys.argv[3] == "no-retries":
         for task in dag.tasks:
             task.retries = 0
-    run = dag.test(run_conf=json.loads(sys.argv[2]))
+    logical = {"logical_date": datetime.fromisoformat(sys.argv[5])} if len(sys.argv) > 5 else {}
+    run = dag.test(run_conf=json.loads(sys.argv[2]), **logical)
     tis = run.get_task_instances()
     print("DAGRUN " + json.dumps({"run_id": run.run_id, "state": str(run.state),
                                   "tasks": {ti.task_id: str(ti.state) for ti in tis},
@@ -198,6 +203,10 @@ def test_scheduled_runs_on_the_configs_cron_or_the_source_asset_without_catchup(
     assert dag["timetable"] == "AssetOrTimeSchedule" and dag["cron"] == "0 2 * * *"  # conf/datasets/adult.yaml
     assert dag["assets"] == [["synthlake.adult.source",
                               (Path(summary["home"]) / "data/adult/adult.data").resolve().as_uri()]]
+    # the source is polled by a watcher's trigger every 300 s (the default of source_poll_seconds)
+    path = str((Path(summary["home"]) / "data/adult/adult.data").resolve())
+    assert dag["watchers"] == [["synthlake_adult_source_change", "pipelines.source_watch.SourceChangeTrigger",
+                                {"path": path, "poll_interval": 300.0}]]
     args = dag["tasks"]["sample"]["args"]
     assert "--rows" not in args  # params.yaml decides
     assert "nightly-{{ ds_nodash }}" in args[args.index("--run-id") + 1]
@@ -373,11 +382,12 @@ def test_bad_config_fails_at_once_without_retries(tmp_path):
 
 
 @pytest.mark.slow
-def test_dag_runs_retrain_only_on_drift_and_recover_with_the_ladder(tmp_path):
-    """Four on-demand runs of one dataset, as dag.test() runs them. Its configured model cannot learn (a tiny
-    learning rate) and the ladder's one step can: (1) no champion: train, the gate fails, the ladder recovers,
-    publish; (2) source unchanged: the champion is reused, nothing trained; (3) a column drifted: train (failing),
-    the ladder recovers, a new champion; (4) a gate no attempt passes: nothing published."""
+def test_nightly_runs_retrain_only_on_drift_and_recover_with_the_ladder(tmp_path):
+    """Four nights of one dataset's scheduled DAG, as dag.test() runs them (run ids nightly-YYYYMMDD, each
+    night's own seed). Its configured model cannot learn (a tiny learning rate) and the ladder's one step can:
+    (1) no champion: train, the gate fails, the ladder recovers, publish; (2) source unchanged: the champion is
+    reused, nothing trained, other rows; (3) a column drifted: train (failing), the ladder recovers, a new
+    champion; (4) a gate no attempt passes: nothing published, the DAG run fails."""
     from deltalake import DeltaTable
     from mlflow import MlflowClient
     from test_retraining import COLUMNS, people
@@ -399,14 +409,13 @@ def test_dag_runs_retrain_only_on_drift_and_recover_with_the_ladder(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
 
-    def dag_run() -> tuple[dict, dict]:
+    def dag_run(night: int) -> tuple[dict, dict]:
         started = time.monotonic()
-        proc = _run(DAG_TEST, [str(DAGS), json.dumps({}), "no-retries", "synthlake_staff_on_demand"], env, root,
-                    timeout=1200)
-        run = _tagged_json(proc.stdout, "DAGRUN")
+        proc = _run(DAG_TEST, [str(DAGS), json.dumps({}), "no-retries", "synthlake_staff_scheduled",
+                               f"2026-12-0{night}T02:00:00+00:00"], env, root, timeout=1200)
+        run = {**_tagged_json(proc.stdout, "DAGRUN"), "night": f"nightly-2026120{night}"}
         print(f"\n[timing] dag.test {time.monotonic() - started:.1f}s: {run['state']} {run['tasks']}")
-        records = root / "var" / "runs" / "staff" / run["run_id"]
-        check = json.loads((records / "check.json").read_text())
+        check = json.loads((root / "var" / "runs" / "staff" / run["night"] / "check.json").read_text())
         return run, check
 
     def published(run_id: str) -> int:
@@ -422,30 +431,76 @@ def test_dag_runs_retrain_only_on_drift_and_recover_with_the_ladder(tmp_path):
                     str(client.get_model_version_by_alias("synthlake-staff", "champion").version))
 
     laddered = {**dict.fromkeys(STAGES, "success"), "validate": "failed", "retrain": "success"}
-    first, check = dag_run()
+    first, check = dag_run(1)
     assert first["state"] == "success" and first["tasks"] == laddered, first
     assert check["decision"] == "train" and "no champion" in check["reason"]
-    assert published(first["run_id"]) == 300 and model_versions() == (2, "2")  # attempt 2's model
+    assert published(first["night"]) == 300 and model_versions() == (2, "2")  # attempt 2's model
 
-    second, check = dag_run()
+    second, check = dag_run(2)
     assert second["state"] == "success" and second["tasks"] == {**dict.fromkeys(STAGES, "success"),
                                                                 "retrain": "skipped"}, second
     assert check["decision"] == "reuse" and "unchanged" in check["reason"]
-    assert published(second["run_id"]) == 300 and model_versions() == (2, "2")  # nothing trained
+    assert published(second["night"]) == 300 and model_versions() == (2, "2")  # nothing trained
+    table = DeltaTable(str(root / "var" / "lake" / "staff")).to_pandas()
+    nights = [table[table["run_id"] == r["night"]].drop(columns="run_id").reset_index(drop=True)
+              for r in (first, second)]
+    assert not nights[0].equals(nights[1])  # the same model, another night's seed
 
     people(seed=3, age_shift=25).to_parquet(root / "staff.parquet")
-    third, check = dag_run()
+    third, check = dag_run(3)
     assert third["state"] == "success" and third["tasks"] == laddered, third
     assert check["decision"] == "train" and check["drifted_columns"][0] == "age"
-    assert published(third["run_id"]) == 300 and model_versions() == (4, "4")
+    assert published(third["night"]) == 300 and model_versions() == (4, "4")
 
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["validate"]["thresholds"]["accuracy"] = 0.999
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    fourth, check = dag_run()
+    fourth, check = dag_run(4)
     assert fourth["state"] == "failed" and fourth["tasks"] == {
         **laddered, "retrain": "failed", "publish": "upstream_failed"}, fourth
     assert check["decision"] == "reuse"  # the champion's rows fail; so does a retrained model's
-    assert published(fourth["run_id"]) == 0 and model_versions() == (5, "4")
-    attempts = json.loads((root / "var" / "runs" / "staff" / fourth["run_id"] / "attempts.json").read_text())
+    assert published(fourth["night"]) == 0 and model_versions() == (5, "4")
+    attempts = json.loads((root / "var" / "runs" / "staff" / fourth["night"] / "attempts.json").read_text())
     assert [(a["reused"], a["passed"]) for a in attempts["attempts"]] == [(True, False), (False, False)]
+
+
+# Runs the source watcher's trigger on argv[1] (polling every 50 ms) while argv[2] names what to change: "file"
+# rewrites the file, "delta" adds a commit to the table's log. Prints the first event's payload.
+WATCH = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from pathlib import Path
+    from pipelines.source_watch import SourceChangeTrigger
+
+    async def main():
+        trigger = SourceChangeTrigger(path=sys.argv[1], poll_interval=0.05)
+        events = trigger.run()
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.3)
+        assert not first.done(), "fired without a change"
+        if sys.argv[2] == "file":
+            Path(sys.argv[1]).write_text("a,b\\n1,2\\n3,4\\n")
+        else:
+            (Path(sys.argv[1]) / "_delta_log" / "00000000000000000001.json").write_text("{}")
+        event = await asyncio.wait_for(first, 10)
+        print("EVENT " + json.dumps(event.payload))
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["file", "delta"])
+def test_the_source_watcher_fires_when_the_source_changes(tmp_path, kind):
+    source = tmp_path / ("people.csv" if kind == "file" else "people_delta")
+    if kind == "file":
+        source.write_text("a,b\n1,2\n")
+    else:
+        (source / "_delta_log").mkdir(parents=True)
+        (source / "_delta_log" / "00000000000000000000.json").write_text("{}")
+    proc = _run(WATCH, [str(source), kind], airflow_env(tmp_path, tmp_path / "airflow"), tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    event = _tagged_json(proc.stdout, "EVENT")
+    assert event["path"] == str(source) and event["previous"] != event["fingerprint"]
+    if kind == "delta":
+        assert (event["previous"], event["fingerprint"]) == ("delta@v0", "delta@v1")

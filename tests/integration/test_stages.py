@@ -16,7 +16,7 @@ from project_fixture import make_project, spark_session
 
 from pipelines import check, profile, publish, sample, tracking, train, validate
 from pipelines.context import RunContext, StageError
-from pipelines.records import ProfileRecord, TrainRecord, Verdict
+from pipelines.records import CheckRecord, ProfileRecord, TrainRecord, Verdict
 from pipelines.validate import GateFailed
 from synthlake.generators.ar_sampler import FrozenSampler
 
@@ -252,7 +252,7 @@ def test_failed_gate_leaves_published_table_untouched(completed, project, spark)
     version_before = DeltaTable.forPath(spark, published).history(1).first()["version"]
     strict = context(project, run_id="it-run-strict",
                      validate={"min_column_shape": 0.0, "thresholds": {"column_shapes": 1.0}})
-    for record in (ProfileRecord, TrainRecord):  # reuse the trained model: the gate is under test
+    for record in (ProfileRecord, CheckRecord, TrainRecord):  # reuse the trained model: the gate is under test
         strict.store.write(ctx.store.read(record))
     sample.run(strict, spark)
     with pytest.raises(GateFailed, match="column_shapes"):
