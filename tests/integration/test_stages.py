@@ -324,8 +324,10 @@ def test_a_source_changed_since_the_profile_is_refused(completed, spark):
 
 def test_stage_out_of_order_names_the_missing_stage(project, spark):
     ctx = context(project, run_id="never-profiled")
-    with pytest.raises(StageError, match="run the profile stage"):
+    with pytest.raises(StageError, match="run the check stage"):
         train.run(ctx, spark)
+    with pytest.raises(StageError, match="run the profile stage"):
+        check.run(ctx, spark)
 
 
 def test_gx_suite_catches_a_planted_bad_value(completed, spark):
