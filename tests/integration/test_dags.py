@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -504,3 +505,19 @@ def test_the_source_watcher_fires_when_the_source_changes(tmp_path, kind):
     assert event["path"] == str(source) and event["previous"] != event["fingerprint"]
     if kind == "delta":
         assert (event["previous"], event["fingerprint"]) == ("delta@v0", "delta@v1")
+
+
+@pytest.mark.slow
+def test_a_backfill_creates_one_run_per_missed_night(tmp_path):
+    """Catch-up is off, so missed nights are filled by a backfill: Airflow plans one run per night of the
+    range (each then gets its night's run id and seed, test_each_night_has_its_own_seed_and_a_rerun_the_same)."""
+    root = make_project(tmp_path / "project")
+    env = airflow_env(root, tmp_path / "airflow")
+    for command in (["db", "migrate"], ["dags", "reserialize"],
+                    ["backfill", "create", "--dag-id", "synthlake_adult_scheduled", "--from-date", "2026-12-01",
+                     "--to-date", "2026-12-03", "--dry-run"]):
+        proc = subprocess.run([str(VENV_BIN / "airflow"), *command], env=env, cwd=root, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    planned = sorted(set(re.findall(r"2026-12-0\d", proc.stdout)))
+    assert planned == ["2026-12-01", "2026-12-02", "2026-12-03"], proc.stdout[-3000:]
