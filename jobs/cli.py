@@ -182,14 +182,12 @@ def new_run_id(dataset: str) -> str:
 def _open_checked(args, run_id: str):
     """The run's context, the gates' metric names and the generator's hyper-parameters checked too: a typo
     there is exit 2 before Spark starts."""
-    from pipelines.check import check_retrain_settings
     from pipelines.thresholds import check_metric_names
     from pipelines.train import check_hyper
 
     ctx = open_context(args, run_id)
     check_metric_names(ctx)
     check_hyper(ctx)
-    check_retrain_settings(ctx)
     return ctx
 
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from pipelines.config import ConfigError
 from pipelines.context import RunContext, StageError
 from pipelines.records import Champion, CheckRecord, ColumnDrift, ProfileRecord
 from synthlake.column_types import is_continuous
@@ -173,13 +172,3 @@ def category_bins(reference: list, current: list) -> tuple[list[float], list[flo
     cur_shares = [now.get(value, 0.0) for value, _ in reference]
     return ref_shares + [max(0.0, 1 - sum(ref_shares))], cur_shares + [max(0.0, 1 - sum(cur_shares))]
 
-
-def check_retrain_settings(ctx: RunContext) -> None:
-    """Each ladder step's hyper-parameters, checked against the generator like `hyper` (exit 2 before Spark)."""
-    from pipelines.train import check_hyper
-
-    for step in ctx.params.train.ladder.get(ctx.dataset.generator, []):
-        try:
-            check_hyper(ctx, step)
-        except ConfigError as exc:
-            raise ConfigError(f"params.yaml train.ladder.{ctx.dataset.generator} step {step}: {exc}") from None

@@ -145,7 +145,7 @@ class TrainParams(Strict):
     # the share of training rows that may break a dataset rule (beyond it, train refuses, naming the rule)
     max_rule_violations: float = Field(0.01, ge=0.0, le=1.0)
     # generator name -> hyper-parameters of each further attempt when a trained model fails its gate, on top of
-    # `hyper` (pipelines.ladder); at most max_attempts trainings per run
+    # `hyper` (pipelines.retrain); at most max_attempts trainings per run
     ladder: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     max_attempts: int = Field(3, ge=1, le=20)
 

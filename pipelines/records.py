@@ -36,7 +36,7 @@ LAYOUT = {
     "report": "report/report.html",
     "column_shapes": "report/column_shapes.csv",  # plot data (`dvc plots`)
     "dcr": "report/dcr.csv",
-    "attempts": "attempts.json",  # each training attempt of the run and its verdict (pipelines.ladder)
+    "attempts": "attempts.json",  # each training attempt of the run and its verdict (pipelines.retrain)
     "publish": "publish.json",
 }
 
@@ -151,7 +151,7 @@ class TrainRecord(Record):
     final_losses: dict[str, int | float | None] | None  # the last epoch's figures; None: no epoch ran
     privacy: PrivacySpent | None  # spent by a run with a privacy budget
     reused: bool = False  # the champion, reused as the check stage decided (nothing trained)
-    attempt: int = 1  # the training attempt (pipelines.ladder)
+    attempt: int = 1  # the training attempt (pipelines.retrain)
     hyper_step: dict[str, Any] = Field(default_factory=dict)  # the ladder's hyper-parameters of this attempt
 
 

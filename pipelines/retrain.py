@@ -33,19 +33,18 @@ def run(ctx: RunContext, spark) -> dict:
         trained = sum(not a.reused for a in attempts)
         if trained >= len(steps):
             break
-        attempt = ctx.for_attempt(len(attempts) + 1, steps[trained])
-        passed = _try(attempt, spark)
+        _try(ctx.for_attempt(len(attempts) + 1, steps[trained]), spark)
         attempts.append(_attempt(store.read(TrainRecord), store.read(Verdict)))
         store.write(AttemptsRecord(attempts=attempts))
-        if passed:
+        if attempts[-1].passed:
             return {"passed": True, "attempts": len(attempts), "model_version": attempts[-1].model_version}
     raise GateFailed(f"run {ctx.run_id!r}: no attempt passed its gate ({len(attempts)} of at most "
                      f"{ctx.params.train.max_attempts}; steps in params.yaml train.ladder."
                      f"{ctx.dataset.generator}): {_failures(attempts)}")
 
 
-def _try(ctx: RunContext, spark) -> bool:
-    """Train, sample and validate one attempt; whether its gate passed."""
+def _try(ctx: RunContext, spark) -> None:
+    """Train, sample and validate one attempt (its verdict says whether its gate passed)."""
     for stage in ("train", "sample", "validate"):
         started = time.monotonic()
         print(f"[synthlake] retrain: attempt {ctx.attempt}, {stage} ...", flush=True)
@@ -53,10 +52,9 @@ def _try(ctx: RunContext, spark) -> bool:
             importlib.import_module(f"pipelines.{stage}").run(ctx, spark)
         except GateFailed as exc:
             print(f"[synthlake] retrain: attempt {ctx.attempt} failed its gate: {exc}", flush=True)
-            return False
+            return
         print(f"[synthlake] retrain: attempt {ctx.attempt}, {stage} done in {time.monotonic() - started:.1f}s",
               flush=True)
-    return True
 
 
 def _attempts(ctx: RunContext, verdict: Verdict | None) -> list[Attempt]:

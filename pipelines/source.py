@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.config import DatasetConfig, resolve
 from pipelines.context import StageError
+from pipelines.source_files import data_files
 from synthlake.column_types import storage_type
 from synthlake.metadata import ColumnSpec
 
@@ -167,8 +168,7 @@ def source_fingerprint(spark, dataset: DatasetConfig) -> str:
         return f"delta:{path}@v{version}"
     local = Path(path)
     if local.exists():
-        files = sorted(p for p in ([local] if local.is_file() else local.rglob("*")) if p.is_file()
-                       and not p.name.startswith((".", "_")))
+        files = data_files(local)
         digest = hashlib.sha256()
         for f in files:
             digest.update(f.relative_to(local.parent).as_posix().encode())

@@ -8,7 +8,8 @@ check stage then decides on the content (pipelines.check). The first poll sets t
 change while the triggerer is down becomes the next baseline, not an event (the nightly schedule covers it).
 Remote sources (s3://, abfss://...) are not polled: their upstream job sends the asset event.
 
-Light on purpose: the DAG file imports it at parse time (no pandas, Spark or project modules).
+Light on purpose: the DAG file imports it at parse time (no pandas, Spark or project modules but
+pipelines.source_files).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from pipelines.source_files import data_files
+
 DELTA_COMMIT = re.compile(r"^(\d{20})\.json$")
 
 
 def quick_fingerprint(path: str) -> str | None:
-    """"delta@v<version>" for a Delta table, "stat:<hash>" of a file's or a folder's files (hidden and _ files
-    left out, as the source reader does), None where nothing is there."""
+    """"delta@v<version>" for a Delta table, "stat:<hash>" of the source's files (pipelines.source_files), None
+    where nothing is there."""
     root = Path(path)
     log = root / "_delta_log"
     if log.is_dir():
@@ -35,10 +38,8 @@ def quick_fingerprint(path: str) -> str | None:
         return f"delta@v{max(versions)}" if versions else None
     if not root.exists():
         return None
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()
-                                                 and not p.name.startswith((".", "_")))
     digest = hashlib.sha256()
-    for f in files:
+    for f in data_files(root):
         stat = f.stat()
         digest.update(f"{f.relative_to(root.parent).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return f"stat:{digest.hexdigest()[:32]}"

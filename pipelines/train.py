@@ -151,16 +151,19 @@ def hyper_settings(ctx: RunContext, step: dict | None = None) -> dict:
     return {**ctx.params.train.hyper.get(ctx.dataset.generator, {}), **ctx.dataset.hyper, **step}
 
 
-def check_hyper(ctx: RunContext, step: dict | None = None) -> None:
-    """The generator's name and hyper-parameters, checked against its declared model (no torch): a typo is a
-    config error before any Spark starts."""
+def check_hyper(ctx: RunContext) -> None:
+    """The generator's name and hyper-parameters, as configured and with each step of its retraining ladder,
+    checked against its declared model (no torch): a typo is a config error before any Spark starts."""
     from synthlake.generators import check_hyper as check
 
-    try:
-        check(ctx.dataset.generator, hyper_settings(ctx, step))
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(f"{ctx.config_path} generator {ctx.dataset.generator!r} (its `hyper` or params.yaml "
-                          f"train.hyper.{ctx.dataset.generator}): {exc}") from exc
+    name = ctx.dataset.generator
+    for step in [{}, *ctx.params.train.ladder.get(name, [])]:
+        try:
+            check(name, hyper_settings(ctx, step))
+        except (ValueError, ImportError) as exc:
+            where = f"params.yaml train.ladder.{name} step {step}" if step else \
+                f"{ctx.config_path} generator {name!r} (its `hyper` or params.yaml train.hyper.{name})"
+            raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _training_table(spark, ctx: RunContext, profile: ProfileRecord):

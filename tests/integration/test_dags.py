@@ -29,8 +29,9 @@ AIRFLOW_RUN_IDS = ["manual__2026-11-22T19:30:00.123456+00:00", "scheduled__2026-
                    "asset_triggered__2026-11-23T02:00:00+00:00", "nightly-20261123"]
 ODD_RUN_IDS = ["my run/1", "_x", "", "é" * 200]
 HEAVY = ["pyspark", "pandas", "mlflow", "torch", "great_expectations", "deltalake", "synthlake", "pipelines"]
-# all the DAGs may import of the project: the stage list (plain Python) and the source watcher's trigger
-LIGHT = ["pipelines", "pipelines.source_watch", "pipelines.stages"]
+# all the DAGs may import of the project: the stage list (plain Python) and the source watcher's trigger (with
+# the rule of which files make up a source)
+LIGHT = ["pipelines", "pipelines.source_files", "pipelines.source_watch", "pipelines.stages"]
 # the home's params.yaml, other than the repo's: the on-demand DAG's defaults must come from it
 HOME_PARAMS = {"seed": 9, "rows": 1234}
 LISTENER_ENV = "with_listener"  # an environment of the home whose yaml turns the OpenLineage Spark listener on
