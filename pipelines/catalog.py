@@ -17,12 +17,8 @@ from __future__ import annotations
 import re
 
 from pipelines.config import DatasetConfig, EnvConfig
+from pipelines.spark import quoted
 from synthlake.metadata import ColumnSpec
-
-
-def quoted(name: str) -> str:
-    """A Spark SQL identifier: any characters, backticks doubled."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def sql_string(text: str) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipelines.context import RunContext
 from pipelines.records import SampleRecord, check
+from pipelines.spark import column
 from synthlake.conditions import parity_gap, rebalanced
 
 
@@ -39,7 +40,7 @@ def condition_checks(ctx: RunContext, record: SampleRecord, staged, frames: dict
     fairness = ctx.dataset.fairness
     if fairness:
         columns = [*fairness.sensitive, fairness.target]
-        counts = staged.groupBy(*[f"`{c}`" for c in columns]).count().toPandas()
+        counts = staged.groupBy(*[column(c) for c in columns]).count().toPandas()
         gap = parity_gap(counts, fairness.target, fairness.sensitive)
         real_counts = frames["real"].groupby(columns, dropna=False).size().rename("count").reset_index()
         checks.append(check("parity_gap", "fairness", gap, fairness.max_gap, "<=", gap <= fairness.max_gap))

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from pipelines.config import ConfigError, DatasetConfig
 from pipelines.context import RunContext, StageError
+from pipelines.spark import column
 from synthlake.column_types import storage_type
 
 FILE_FORMATS = ("csv", "json", "parquet")
@@ -102,7 +103,6 @@ def run(ctx: RunContext, spark, spec: ExportSpec) -> dict:
 def published_rows(ctx: RunContext, spark):
     """(the run's published rows with the configured columns and types, the table version read, their count)."""
     from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
 
     path = ctx.table_path("published")
     if not DeltaTable.isDeltaTable(spark, path):
@@ -113,7 +113,7 @@ def published_rows(ctx: RunContext, spark):
     missing = [c.name for c in ctx.dataset.columns if c.name not in part.columns]
     if missing:
         raise StageError(f"the published table {path} lacks configured columns {missing}")
-    df = part.select([F.col(_backtick(c.name)).cast(storage_type(c)).alias(c.name) for c in ctx.dataset.columns])
+    df = part.select([column(c.name).cast(storage_type(c)).alias(c.name) for c in ctx.dataset.columns])
     rows = df.count()
     if rows == 0:
         raise StageError(_not_published(ctx, spark, path))
@@ -129,10 +129,6 @@ def _not_published(ctx: RunContext, spark, path: str) -> str:
         return (f"run {ctx.run_id!r} of dataset {ctx.dataset.name!r} is in staging only, not published (it failed "
                 f"its gate or publish has not run); export reads the published table only")
     return f"run {ctx.run_id!r} of dataset {ctx.dataset.name!r} has no rows in the published table {path}"
-
-
-def _backtick(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 # ---- files ------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import yaml
 
 from pipelines.config import DatasetConfig, load_env, load_params, project_root, resolve
 from pipelines.context import StageError
-from pipelines.source import guess_format
+from pipelines.source import guess_format, is_flat, load_table
+from pipelines.spark import column
 from synthlake.inference import infer_columns
 
 
@@ -32,16 +33,18 @@ def infer_config(source: str, fmt: str | None = None, name: str | None = None, o
         raise StageError(f"{out} exists; pass --force to overwrite it or --output to write elsewhere")
     options = {"header": str(header).lower()} if fmt == "csv" else {}
     spark = get_spark(load_env(env_name), app_name=f"synthlake-infer-{name}")
-    path = resolve(source)
-    reader = spark.read.format(fmt).options(**options)
     if fmt == "csv":
-        reader = reader.option("inferSchema", "true")
-    sample = reader.load(path).limit(sample_rows).toPandas()
+        options["inferSchema"] = "true"
+    table = load_table(spark, fmt, resolve(source), options, source)
+    options.pop("inferSchema", None)
+    flat, nested = _flat_columns(table)
+    if not flat:
+        raise StageError(f"{source} has no flat columns to learn (all are arrays, structs or maps)")
+    sample = table.select(flat).limit(sample_rows).toPandas()
     if sample.empty:
         raise StageError(f"{source} has no rows to infer column kinds from")
     if fmt == "csv" and not header:
         sample.columns = [f"col_{i}" for i in range(len(sample.columns))]
-        options["header"] = "false"
     columns = [c.model_dump(mode="json", exclude_defaults=True) for c in infer_columns(sample)]
     config = {
         "name": name,
@@ -61,12 +64,29 @@ def infer_config(source: str, fmt: str | None = None, name: str | None = None, o
     output_part = {"output": config.pop("output")}
     text = (f"# Drafted by `synthlake infer-config` from {source} (column kinds from {len(sample)} rows).\n"
             "# Review the column kinds and the rules; set `target:` to the column models will predict.\n"
+            + "".join(f"# Left out: column {n!r} is {t}; synthlake learns flat columns.\n" for n, t in nested)
             + yaml.safe_dump(config, sort_keys=False, width=110) + rules_text
             + yaml.safe_dump(output_part, sort_keys=False, width=110))
     DatasetConfig.model_validate(yaml.safe_load(text))  # the draft must load as it is, rules and all
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out
+
+
+def _flat_columns(table):
+    """The columns to learn, decimals as doubles (pandas would hold them as objects, read as categories), and
+    the nested ones left out, (name, type) each."""
+    from pyspark.sql import types as T
+
+    flat, nested = [], []
+    for field in table.schema.fields:
+        if not is_flat(field.dataType):
+            nested.append((field.name, field.dataType.simpleString()))
+        elif isinstance(field.dataType, T.DecimalType):
+            flat.append(column(field.name).cast("double").alias(field.name))
+        else:
+            flat.append(column(field.name))
+    return flat, nested
 
 
 def _relative(source: str) -> str:

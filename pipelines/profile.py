@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pipelines.context import RunContext, StageError
 from pipelines.records import ProfileRecord
 from pipelines.source import read_source, source_fingerprint, split
+from pipelines.spark import column
 from synthlake.column_types import is_continuous, storage_type
 from synthlake.inference import detect_pii
 from synthlake.metadata import ColumnKind
@@ -78,7 +79,7 @@ def _statistics(df, ctx: RunContext) -> dict:
     specs = ctx.dataset.columns
     aggs = [F.count(F.lit(1)).alias("__rows")]
     for i, c in enumerate(specs):
-        col = F.col(f"`{c.name}`")
+        col = column(c.name)
         aggs += [F.sum(col.isNull().cast("int")).alias(f"{i}_nulls"),
                  F.approx_count_distinct(col).alias(f"{i}_distinct")]
         if is_continuous(c):
@@ -116,7 +117,7 @@ def as_number(spec):
     """A continuous column as doubles (a datetime as Unix seconds): what its quantiles and histogram describe."""
     from pyspark.sql import functions as F
 
-    col = F.col(f"`{spec.name}`")
+    col = column(spec.name)
     return col.cast("double") if spec.kind == ColumnKind.NUMERIC else F.unix_seconds(col).cast("double")
 
 
@@ -147,7 +148,7 @@ def histogram_shares(df, specs, edges: dict[str, list[float]]) -> dict[str, list
 def _frequencies(df, name: str, rows: int) -> dict:
     from pyspark.sql import functions as F
 
-    counts = (df.groupBy(F.col(f"`{name}`").alias("v")).count()
+    counts = (df.groupBy(column(name).alias("v")).count()
               .orderBy(F.desc("count"), F.asc("v")).limit(TOP_CATEGORIES + 1).collect())
     kept = counts[:TOP_CATEGORIES]
     return {"truncated": len(counts) > TOP_CATEGORIES,

@@ -18,6 +18,7 @@ from pipelines.records import (
     TrainRecord,
     Verdict,
 )
+from pipelines.spark import column, delta_options
 from pipelines.validate import HEADLINE, GateFailed
 
 AUDIT_SCHEMA = ("run_id string, dataset string, source_fingerprint string, profile_version string, "
@@ -44,7 +45,7 @@ def run(ctx: RunContext, spark) -> dict:
                          f"{expected}: re-run sample and validate")
     published = ctx.table_path("published")
     (with_column_comments(staged, ctx).write.format("delta").mode("overwrite").partitionBy("run_id")
-     .option("replaceWhere", ctx.partition_filter).save(published))
+     .option("replaceWhere", ctx.partition_filter).options(**delta_options(staged.columns)).save(published))
     _set_champion(ctx, trained)
     check = store.read(CheckRecord)
     attempts = store.read(AttemptsRecord).attempts if store.path("attempts").exists() else []
@@ -73,9 +74,7 @@ def run(ctx: RunContext, spark) -> dict:
 
 def with_column_comments(frame, ctx: RunContext):
     """The configured columns with their comments (kept by Delta when this write creates the table), run_id."""
-    from pyspark.sql import functions as F
-
-    columns = [F.col(catalog.quoted(c.name)).alias(c.name, metadata={"comment": catalog.column_comment(c)})
+    columns = [column(c.name).alias(c.name, metadata={"comment": catalog.column_comment(c)})
                for c in ctx.dataset.columns]
     return frame.select(*columns, "run_id")
 

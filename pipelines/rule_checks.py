@@ -8,6 +8,8 @@ the row breaks rule i), which must be false on every staged row.
 
 from __future__ import annotations
 
+from pipelines.spark import map_in_pandas
+
 FLAG_PREFIX = "__synthlake_rule_"
 
 
@@ -30,7 +32,7 @@ def with_flags(df, rules):
             broken = fitted.violations(part)
             yield part.assign(**{n: broken.iloc[:, i].to_numpy(dtype=bool) for i, n in enumerate(names)})
 
-    return df.mapInPandas(flag, schema)
+    return map_in_pandas(df, flag, schema)
 
 
 def broken_rows(df, rules) -> dict[str, int]:

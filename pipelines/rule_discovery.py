@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pipelines.spark import column, map_in_pandas
 from synthlake.metadata import ColumnKind, TableMetadata
 from synthlake.rule_discovery import (
     QUANTILES,
@@ -40,7 +41,7 @@ def discover(df: DataFrame, metadata: TableMetadata, sample_rows: int,
     stats = measure(df, plan, metadata)
 
     def count_tuples(columns: list[str]) -> int:
-        return df.select(*[_col(c) for c in columns]).distinct().count()
+        return df.select(*[column(c) for c in columns]).distinct().count()
 
     return decide(plan, stats, metadata, max_violation_share, count_tuples), stats.rows
 
@@ -50,12 +51,6 @@ def measure(df: DataFrame, plan: Plan, metadata: TableMetadata) -> Stats:
     counts = _row_counts(df, plan, metadata)
     return Stats(rows=counts["rows"], counts=counts, lookups=_lookups(df, plan, metadata), pairs=_pairs(df, plan),
                  quantiles=_quantiles(df, plan, metadata))
-
-
-def _col(name: str) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.col(f"`{name.replace('`', '``')}`")
 
 
 def _row_counts(df: DataFrame, plan: Plan, metadata: TableMetadata) -> dict[str, int]:
@@ -73,7 +68,7 @@ def _row_counts(df: DataFrame, plan: Plan, metadata: TableMetadata) -> dict[str,
             yield pd.DataFrame([[found[n] for n in names]], columns=names)
 
     schema = ", ".join(f"{n} long" for n in names)
-    totals = df.select(*[_col(c) for c in columns]).mapInPandas(count, schema).groupBy().sum().first()
+    totals = map_in_pandas(df.select(*[column(c) for c in columns]), count, schema).groupBy().sum().first()
     return {n: int(totals[i] or 0) for i, n in enumerate(names)}
 
 
@@ -82,8 +77,8 @@ def _numbers(name: str, metadata: TableMetadata) -> Column:
     from pyspark.sql import functions as F
 
     if metadata.column(name).kind == ColumnKind.DATETIME:
-        return F.unix_micros(_col(name)).cast("double")
-    return _col(name).cast("double")
+        return F.unix_micros(column(name)).cast("double")
+    return column(name).cast("double")
 
 
 def _quantiles(df: DataFrame, plan: Plan, metadata: TableMetadata) -> dict[str, list[float]]:
@@ -107,7 +102,7 @@ def _lookups(df: DataFrame, plan: Plan, metadata: TableMetadata) -> dict:
         lookups = [lookup for lookup in plan.lookups if lookup.key == key]
         fixed = list(dict.fromkeys(lookup.column for lookup in lookups))
         means = list(dict.fromkeys(m for lookup in lookups for m in lookup.means))
-        groups = df.groupBy(_col(key).alias("k")).agg(
+        groups = df.groupBy(column(key).alias("k")).agg(
             F.count(F.lit(1)).alias("n"),
             *[agg(_numbers(c, metadata)).alias(f"{name}{i}") for i, c in enumerate(fixed)
               for name, agg in (("nc", F.count), ("low", F.min), ("high", F.max))],
@@ -139,8 +134,8 @@ def _pairs(df: DataFrame, plan: Plan) -> dict:
 
     if not plan.pairs:
         return {}
-    structs = [F.struct(F.lit(i).alias("p"), _col(pair.x).cast("string").alias("x"),
-                        _col(pair.y).cast("string").alias("y")) for i, pair in enumerate(plan.pairs)]
+    structs = [F.struct(F.lit(i).alias("p"), column(pair.x).cast("string").alias("x"),
+                        column(pair.y).cast("string").alias("y")) for i, pair in enumerate(plan.pairs)]
     rows = (df.select(F.explode(F.array(*structs)).alias("t")).select("t.p", "t.x", "t.y")
             .groupBy("p", "x", "y").count().collect())
     found: dict = {pair: {} for pair in plan.pairs}

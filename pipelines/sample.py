@@ -19,6 +19,7 @@ from pipelines import delta_files
 from pipelines.context import RunContext
 from pipelines.records import SampleRecord, TrainRecord
 from pipelines.source import spark_schema
+from pipelines.spark import delta_options
 from synthlake.conditions import Conditions
 from synthlake.seeding import BlockLayout
 
@@ -89,8 +90,9 @@ def write_staging(spark, ctx: RunContext, model_files: dict[str, bytes], path: s
     if ctx.params.sample.writer == "arrow":
         write_with_arrow(spark, ctx, model_files, path, conditions)
     else:
-        (synthetic_frame(spark, ctx, model_files, conditions).write.format("delta").mode("overwrite")
-           .partitionBy("run_id").option("replaceWhere", ctx.partition_filter).save(path))
+        frame = synthetic_frame(spark, ctx, model_files, conditions)
+        (frame.write.format("delta").mode("overwrite").partitionBy("run_id")
+         .option("replaceWhere", ctx.partition_filter).options(**delta_options(frame.columns)).save(path))
 
 
 def write_with_arrow(spark, ctx: RunContext, model_files: dict[str, bytes], path: str,

@@ -6,9 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.config import DatasetConfig, resolve
+from pipelines.config import ConfigError, DatasetConfig, resolve
 from pipelines.context import StageError
 from pipelines.source_files import data_files
+from pipelines.spark import column, quoted
 from synthlake.column_types import storage_type
 from synthlake.metadata import ColumnSpec
 
@@ -29,31 +30,102 @@ def read_source(spark, dataset: DatasetConfig, check_casts: bool = True):
     """The source as a DataFrame with exactly the configured columns, in order, with their types.
 
     CSV columns arrive as text and are cast here; a value that does not cast is an error naming the
-    column and the value, not a silent null (`check_casts`: one Spark job over the source).
+    column and the value, not a silent null (`check_casts`: one Spark job over the source). NaN and
+    infinities in a numeric column are read as missing values: no generator learns them.
     """
-    from pyspark.sql import functions as F
 
     src = dataset.source
-    path = resolve(src.path)
-    if "://" not in path and not Path(path).exists():
-        raise StageError(f"dataset '{dataset.name}': source {path} does not exist")
+    what = f"dataset '{dataset.name}': source {src.path}"
     names = [c.name for c in dataset.columns]
-    if src.format == "csv":
-        header = src.options.get("header", "false").lower() == "true"
-        reader = spark.read.options(**src.options)
-        if not header:
-            reader = reader.schema(", ".join(f"`{n}` string" for n in names))
-        df = reader.csv(path)
-    else:
-        df = spark.read.format(src.format).options(**src.options).load(path)
+    df = load_table(spark, src.format, resolve(src.path), src.options, what, names)
     missing = [n for n in names if n not in df.columns]
     if missing:
-        raise StageError(f"dataset '{dataset.name}': source {path} lacks configured columns {missing}; "
-                         f"it has {df.columns}")
-    typed = df.select([F.col(f"`{c.name}`").try_cast(storage_type(c)).alias(c.name) for c in dataset.columns])
+        raise StageError(f"{what} lacks configured columns {missing}; it has {df.columns}")
+    for c in dataset.columns:
+        if not is_flat(df.schema[c.name].dataType):
+            raise ConfigError(f"{what}: column '{c.name}' is {df.schema[c.name].dataType.simpleString()}; "
+                              f"synthlake learns flat columns: leave it out of `columns` or flatten it upstream")
+    typed = df.select([_finite(column(c.name).try_cast(storage_type(c)), storage_type(c)).alias(c.name)
+                       for c in dataset.columns])
     if check_casts:
         _check_casts(df, typed, dataset)
     return typed
+
+
+def _finite(col, storage: str):
+    from pyspark.sql import functions as F
+
+    if storage != "double":
+        return col
+    return F.when(F.isnan(col) | F.abs(col).eqNullSafe(float("inf")), None).otherwise(col)
+
+
+def is_flat(data_type) -> bool:
+    """A type synthlake learns: not an array, struct, map or variant."""
+    from pyspark.sql import types as T
+
+    return not isinstance(data_type, (T.ArrayType, T.StructType, T.MapType, T.VariantType))
+
+
+def load_table(spark, fmt: str, path: str, options: dict, what: str, names: list[str] | None = None):
+    """A source table as Spark reads it, for every reader of one (the stages, seed tables, infer-config). A
+    missing or unreadable file, a table Spark refuses, or a CSV header naming a column twice is a StageError
+    naming it. Parquet's nanosecond timestamps come back as timestamps (microseconds). `names`: a headerless
+    CSV's columns."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import AnalysisException, PySparkException
+
+    if "://" not in path and not Path(path).exists():
+        raise StageError(f"{what}: {path} does not exist")
+    header = fmt == "csv" and str(options.get("header", "false")).lower() == "true"
+    reader = spark.read.format(fmt).options(**options)
+    if fmt == "csv" and not header and names:
+        reader = reader.schema(", ".join(f"{quoted(n)} string" for n in names))
+    try:
+        df = reader.load(path)
+        if header:
+            _check_header(spark, path, options, what)
+    except (AnalysisException, PySparkException, Py4JJavaError) as exc:
+        raise StageError(f"{what}: Spark cannot read {path}: {_first_line(exc)}") from exc
+    return _nanos_as_timestamps(df, path) if fmt == "parquet" else df
+
+
+def _check_header(spark, path: str, options: dict, what: str) -> None:
+    """Spark renames a CSV header's repeated names (a, a -> a0, a1), case-insensitively: refused instead."""
+    first = spark.read.options(**{**options, "header": "false", "inferSchema": "false"}).csv(path).first()
+    seen: dict[str, str] = {}
+    for name in first or []:
+        key = (name or "").lower()
+        if key in seen:
+            also = "" if seen[key] == name else f" (as {seen[key]!r} too: Spark ignores case)"
+            raise StageError(f"{what}: the header names column {name!r} twice{also}; rename one of them")
+        seen[key] = name
+
+
+def _nanos_as_timestamps(df, path: str):
+    """Parquet's TIMESTAMP(NANOS) columns, which Spark reads as numbers (pipelines.spark sets
+    spark.sql.legacy.parquet.nanosAsLong), as Spark timestamps; the footer of a local file tells which."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    local = Path(path)
+    files = data_files(local) if "://" not in path else []
+    if not files:
+        return df
+    schema = pq.read_schema(files[0])
+    nanos = {f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"}
+    if not nanos:
+        return df
+    return df.select([F.timestamp_micros(F.floor(column(n) / 1000)).alias(n) if n in nanos else column(n)
+                      for n in df.columns])
+
+
+def _first_line(exc: Exception) -> str:
+    """The JVM's own message (py4j's first line only names the call that failed)."""
+    lines = [line.lstrip(": ") for line in str(exc).strip().splitlines()
+             if line.strip() and not line.startswith("An error occurred while calling")]
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def _check_casts(raw, typed, dataset: DatasetConfig, what: str | None = None) -> None:
@@ -65,8 +137,8 @@ def _check_casts(raw, typed, dataset: DatasetConfig, what: str | None = None) ->
     failed = [F.sum((F.col(f"raw_{i}").isNotNull() & F.col(f"typed_{i}").isNull()).cast("int")).alias(str(i))
               for i, _ in enumerate(casted)]
     pairs = raw.select(
-        *[F.col(f"`{c.name}`").alias(f"raw_{i}") for i, c in enumerate(casted)],
-        *[F.col(f"`{c.name}`").try_cast(storage_type(c)).alias(f"typed_{i}") for i, c in enumerate(casted)],
+        *[column(c.name).alias(f"raw_{i}") for i, c in enumerate(casted)],
+        *[column(c.name).try_cast(storage_type(c)).alias(f"typed_{i}") for i, c in enumerate(casted)],
     )
     counts = pairs.agg(*failed).first()
     for i, spec in enumerate(casted):
@@ -80,6 +152,8 @@ def _check_casts(raw, typed, dataset: DatasetConfig, what: str | None = None) ->
 def guess_format(source: str) -> str:
     """delta, csv or parquet, from the folder's Delta log or the files' suffix."""
     path = Path(resolve(source))
+    if "://" not in str(path) and not path.exists():
+        raise StageError(f"{source} does not exist")
     if (path / "_delta_log").is_dir():
         return "delta"
     suffix = path.suffix.lower() if path.is_file() else next(
@@ -95,19 +169,16 @@ def read_seed_table(spark, dataset: DatasetConfig, source: str):
     """A seed table's partial rows as pandas: each of its columns a learned column of the dataset, typed as
     configured (CSV with a header). A column that is not one, or a value that does not convert, is refused
     naming it."""
-    from pyspark.sql import functions as F
 
-    path = resolve(source)
-    if "://" not in path and not Path(path).exists():
-        raise StageError(f"seed table {source} does not exist")
     fmt = guess_format(source)
-    df = spark.read.option("header", "true").csv(path) if fmt == "csv" else spark.read.format(fmt).load(path)
+    df = load_table(spark, fmt, resolve(source), {"header": "true"} if fmt == "csv" else {},
+                    f"seed table {source}")
     specs = {c.name: c for c in dataset.columns}
     for name in df.columns:
         if name not in specs:
             raise StageError(f"seed table {source}: column {name!r} is not a column of dataset '{dataset.name}'")
     columns = [specs[n] for n in df.columns]
-    typed = df.select([F.col(f"`{c.name}`").try_cast(storage_type(c)).alias(c.name) for c in columns])
+    typed = df.select([column(c.name).try_cast(storage_type(c)).alias(c.name) for c in columns])
     _check_casts(df, typed, dataset.model_copy(update={"columns": columns}), f"seed table {source}")
     rows = typed.toPandas()
     if rows.empty:
@@ -126,7 +197,7 @@ def split(df, part: str, fraction: float, seed: int):
 
     if part not in ("train", "holdout"):
         raise ValueError(f"part must be 'train' or 'holdout', got {part!r}")
-    bucket = F.pmod(F.xxhash64(F.lit(seed), *[F.col(f"`{c}`") for c in df.columns]), F.lit(HOLDOUT_BUCKETS))
+    bucket = F.pmod(F.xxhash64(F.lit(seed), *[column(c) for c in df.columns]), F.lit(HOLDOUT_BUCKETS))
     in_holdout = bucket < int(round(fraction * HOLDOUT_BUCKETS))
     return df.where(in_holdout if part == "holdout" else ~in_holdout)
 

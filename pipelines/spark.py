@@ -13,7 +13,49 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Parquet's nanosecond timestamps (pandas' default) arrive as numbers, which pipelines.source turns into
+    # timestamps: without this Spark refuses the whole file (PARQUET_TYPE_ILLEGAL)
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
+
+
+def quoted(name: str) -> str:
+    """A Spark SQL identifier for any column name (spaces, dots, quotes, unicode): backticks doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def column(name: str):
+    """The column `name` of a DataFrame, whatever characters it holds (F.col would read a dot as a field)."""
+    from pyspark.sql import functions as F
+
+    return F.col(quoted(name))
+
+
+# Delta's writer refuses these in column names unless the table maps its columns to physical names
+DELTA_REFUSED_CHARACTERS = frozenset(" ,;{}()\n\t=")
+
+
+def delta_options(names: list[str]) -> dict[str, str]:
+    """Options of a Spark Delta write of these columns: column mapping ('name' mode: readers need Delta reader
+    version 2) when a name holds a character Delta refuses otherwise, else none. It takes effect when the
+    write creates the table."""
+    if any(DELTA_REFUSED_CHARACTERS & set(n) for n in names):
+        return {"delta.columnMapping.mode": "name"}
+    return {}
+
+
+def map_in_pandas(df, fn, schema):
+    """df.mapInPandas(fn, schema) for any column names: PySpark's own looks each input column up by its bare
+    name, which fails on a backtick, so the columns travel under positional names and get theirs back."""
+    names = df.columns
+
+    def named(frames):
+        for part in frames:
+            part.columns = names
+            yield part
+
+    positional = df.select(*[column(n).alias(f"_{i}") for i, n in enumerate(names)])
+    return positional.mapInPandas(lambda frames: fn(named(frames)), schema)
 
 
 def under_spark_submit() -> bool:

@@ -21,6 +21,7 @@ from pipelines.config import ConfigError, DatasetConfig, EnvConfig, Params, regi
 from pipelines.context import StageError
 from pipelines.sample import block_frame, make_block_sampler, sampler_files
 from pipelines.source import spark_schema
+from pipelines.spark import delta_options
 from synthlake.seeding import BlockLayout
 
 NAME_CHARS = "letters, digits, _ and -"
@@ -126,7 +127,7 @@ def run(spec: StreamSpec, spark, version: str, files: dict[str, bytes]) -> int:
          .mapInArrow(generate, schema)
          .write.format("delta").mode("append")
          .option("txnAppId", spec.stream_name).option("txnVersion", batch_id)
-         .save(spec.table_path))
+         .options(**delta_options(schema.fieldNames())).save(spec.table_path))
         count[0] += 1
         print(f"[synthlake] stream {spec.stream_name}: batch {batch_id}, {layout.batch_rows} rows "
               f"(model version {version}) -> {spec.table_path}", flush=True)

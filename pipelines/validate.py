@@ -26,6 +26,7 @@ from pipelines.records import (
 )
 from pipelines.rule_checks import flag_column, with_flags
 from pipelines.source import bounded, read_profiled, read_real
+from pipelines.spark import column
 from pipelines.thresholds import check_metric_names
 from synthlake.evaluation import HEADLINE, METRICS, Direction, MetricResult, SharedWork, get_metric
 from synthlake.evaluation.privacy import CanaryShare
@@ -231,18 +232,17 @@ def _fitted_rules(ctx: RunContext):
     return RuleSet.from_state(json.loads(saved.read_text()))
 
 
-def _held(staged, column: str, values: np.ndarray) -> int:
-    """How many of the values some staged row holds in `column`, compared as floats or as strings (as
+def _held(staged, name: str, values: np.ndarray) -> int:
+    """How many of the values some staged row holds in column `name`, compared as floats or as strings (as
     CanaryShare.planted gave them)."""
-    from pyspark.sql import functions as F
-
-    held = F.col(f"`{column}`").cast("double" if values.dtype.kind == "f" else "string")
+    held = column(name).cast("double" if values.dtype.kind == "f" else "string")
     return staged.where(held.isin(values.tolist())).select(held).distinct().count()
 
 
-def build_suite(profile: ProfileRecord, mostly: float = 1.0, rules=None):
+def build_suite(profile: ProfileRecord, mostly: float = 1.0, rules=None, aliases: dict[str, str] | None = None):
     """Expectations the source satisfied: columns and types, not-null, numeric ranges, category sets; and per
-    rule, that no row breaks it (its flag column, pipelines.rule_checks, false on every row)."""
+    rule, that no row breaks it (its flag column, pipelines.rule_checks, false on every row). `aliases`: the
+    name GX knows a column by, where it differs."""
     import great_expectations as gx
     from great_expectations import expectations as E
 
@@ -250,12 +250,13 @@ def build_suite(profile: ProfileRecord, mostly: float = 1.0, rules=None):
     # a column a rule produces (a derived total, an inequality's high) takes the values the rule gives, which
     # may fall outside the source's range (the largest parts together): its rule is its expectation
     produced = {c for rule in (rules.rules if rules else ()) for c in rule.writes}
-    for name, col in profile.columns.items():
+    for real, col in profile.columns.items():
+        name = (aliases or {}).get(real, real)
         suite.add_expectation(E.ExpectColumnToExist(column=name))
         suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=name, type_=_GX_TYPES[col.type]))
         if col.null_fraction == 0:
             suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly))
-        if col.kind == ColumnKind.NUMERIC and col.min is not None and name not in produced:
+        if col.kind == ColumnKind.NUMERIC and col.min is not None and real not in produced:
             suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=name, min_value=col.min,
                                                                   max_value=col.max, mostly=mostly))
         if col.kind == ColumnKind.CATEGORICAL and not col.categories.truncated:
@@ -269,7 +270,9 @@ def build_suite(profile: ProfileRecord, mostly: float = 1.0, rules=None):
 
 
 def run_expectations(df, profile: ProfileRecord, run_id: str, mostly: float = 1.0, rules=None) -> dict:
-    """The suite (build_suite) on `df`; with `rules`, on `df` with their flag columns."""
+    """The suite (build_suite) on `df`; with `rules`, on `df` with their flag columns. GX knows the columns by
+    positional aliases (it reads a dot as a struct field and cannot quote a backtick); its result names them as
+    they are."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -277,11 +280,18 @@ def run_expectations(df, profile: ProfileRecord, run_id: str, mostly: float = 1.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # our own progress lines suffice
     batch = (context.data_sources.add_spark(name="synthlake", persist=False)  # the caller persists the rows
              .add_dataframe_asset(name="staging").add_batch_definition_whole_dataframe(run_id))
-    suite = context.suites.add(build_suite(profile, mostly, rules))
+    aliases = {name: f"__column_{i}" for i, name in enumerate(profile.columns)}
+    suite = context.suites.add(build_suite(profile, mostly, rules, aliases))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(data=batch, suite=suite, name=f"staging-{run_id}"))
     frame = with_flags(df, rules) if rules else df
-    return definition.run(batch_parameters={"dataframe": frame}).to_json_dict()
+    frame = frame.select(*[column(c).alias(aliases.get(c, c)) for c in frame.columns])
+    result = definition.run(batch_parameters={"dataframe": frame}).to_json_dict()
+    names = {alias: name for name, alias in aliases.items()}
+    for r in result["results"]:
+        kwargs = r["expectation_config"]["kwargs"]
+        kwargs["column"] = names.get(kwargs.get("column"), kwargs.get("column"))
+    return result
 
 
 def _gx_summary(result: dict) -> list[dict]:

@@ -28,6 +28,9 @@ _PII_VALUES = [
 # so "paid" or "valid" are not identifiers.
 _ID_NAME = re.compile(r"(?i:(^|_)(id|uuid|guid|key)$|^id_)|[a-z](Id|ID)$")
 _MATCH_SHARE = 0.9  # share of non-null values a pattern must match
+# A text column is free text (faked, never learned) past this many distinct values in the sample, most of them
+# distinct: categories that many would each be seen a handful of times
+FREE_TEXT_VALUES, FREE_TEXT_SHARE = 1000, 0.5
 
 
 def detect_pii(name: str, values: pd.Series) -> PiiType | None:
@@ -66,6 +69,9 @@ def infer_column(name: str, values: pd.Series) -> ColumnSpec:
         if present.nunique() <= 2:  # flags and 0/1 targets are categories, not quantities
             return ColumnSpec(name=name, kind=ColumnKind.CATEGORICAL)
         return ColumnSpec(name=name, kind=ColumnKind.NUMERIC, integer=integral)
+    if present.nunique() > FREE_TEXT_VALUES and unique_share > FREE_TEXT_SHARE:
+        # free text (comments, descriptions): too many values to learn as categories, and they may name people
+        return ColumnSpec(name=name, kind=ColumnKind.PII, pii=PiiType.TEXT)
     return ColumnSpec(name=name, kind=ColumnKind.CATEGORICAL)
 
 

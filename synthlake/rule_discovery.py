@@ -32,8 +32,6 @@ them in pandas, pipelines.rule_discovery in Spark).
 
 from __future__ import annotations
 
-import json
-import keyword
 import math
 import textwrap
 from collections.abc import Callable
@@ -47,6 +45,7 @@ from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 from synthlake.rules import parse_rules
 from synthlake.rules_base import values
 from synthlake.rules_bounds import UNITS
+from synthlake.rules_expr import column_ref
 
 SCREEN_SHARE = 0.05  # a candidate on the sample: at most this share of its rows break it
 SCREEN_RATIO = 0.8  # a pair on the sample: at most this share of the combinations independence would give
@@ -82,7 +81,7 @@ class Formula:
 
     @property
     def expression(self) -> str:
-        return OPS[self.op].format(*(_name(a) for a in self.args))
+        return OPS[self.op].format(*(column_ref(a) for a in self.args))
 
     def rule(self) -> dict:
         return {"kind": "derived", "column": self.column, "expression": self.expression}
@@ -622,13 +621,6 @@ def rules_yaml(discovery: Discovery, rows: int, max_violation_share: float = 0.0
 
 def _flow(rule: dict) -> str:
     return yaml.safe_dump(rule, default_flow_style=True, sort_keys=False, width=1 << 20).strip()
-
-
-def _name(column: str) -> str:
-    """A column as an expression names it: bare if it is a Python identifier, else col("...")."""
-    if column.isidentifier() and not keyword.iskeyword(column):
-        return column
-    return f"col({json.dumps(column)})"
 
 
 __all__ = ["Discovery", "Formula", "Found", "Lookup", "Order", "Pair", "Plan", "Stats", "candidates", "decide",

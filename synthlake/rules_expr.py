@@ -20,6 +20,8 @@ Inside, numbers are float64 arrays and datetimes microseconds since the epoch (U
 from __future__ import annotations
 
 import ast
+import json
+import keyword
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +86,13 @@ class Expression:
         """Numbers (float64, NaN for null) or Stamps, one value per row of `frame`."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return _evaluate(self._tree, frame)
+
+
+def column_ref(name: str) -> str:
+    """A column as an expression names it: bare if it is a Python identifier (and no keyword), else col("...")."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return name
+    return f"col({json.dumps(name)})"
 
 
 def _column_name(node: ast.AST) -> str | None:

@@ -191,7 +191,7 @@ def tvd(a_codes: np.ndarray, b_codes: np.ndarray) -> float:
     size = int(max(a_codes.max(), b_codes.max())) + 1
     p = np.bincount(a_codes, minlength=size) / a_codes.size
     q = np.bincount(b_codes, minlength=size) / b_codes.size
-    return float(0.5 * np.abs(p - q).sum())
+    return float(min(1.0, 0.5 * np.abs(p - q).sum()))  # rounding can pass 1 when no value is shared
 
 
 def pair_tvd(real_a: np.ndarray, real_b: np.ndarray, syn_a: np.ndarray, syn_b: np.ndarray) -> float:
@@ -254,7 +254,9 @@ class Discretizer:
                 elif quantiles:
                     self.edges[spec.name] = np.unique(np.quantile(x, np.arange(1, bins) / bins))
                 else:
-                    self.edges[spec.name] = np.histogram_bin_edges(x, bins=bins)[1:-1]
+                    # equal widths, as np.histogram_bin_edges, which refuses a range too narrow for
+                    # float64 at the values' magnitude (integers near 2**60)
+                    self.edges[spec.name] = np.unique(np.linspace(x.min(), x.max(), bins + 1)[1:-1])
             else:
                 counts = to_labels(real[spec.name])
                 counts = counts[counts != MISSING].value_counts(sort=False)

@@ -24,7 +24,6 @@ dataset's own rules form a config that `parse_rules` accepts (a hint that would 
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from synthlake.evaluation.base import MetricResult, to_labels
 from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 from synthlake.rules import parse_rules
 from synthlake.rules_base import values
+from synthlake.rules_expr import column_ref
 
 TOP = 5  # features, columns and pairs named
 MAX_HINTS = 10
@@ -192,11 +192,6 @@ def _inequalities(real, synthetic, specs):
             yield {"kind": "inequality", "low": low.name, "high": high.name}, ""
 
 
-def _ref(name: str) -> str:
-    """A column in an expression (synthlake.rules_expr): its name, or col("...") when it is no identifier."""
-    return name if name.isidentifier() else f"col({json.dumps(name)})"
-
-
 def _derived(real, specs):
     """A numeric column equal to a date part, a copy, a sum or a difference of other columns on the real rows:
     screened on SCREEN_ROWS rows here, then checked on all rows by the rule (_confirmed)."""
@@ -205,9 +200,10 @@ def _derived(real, specs):
     head = real.head(SCREEN_ROWS)
     numeric = [s for s in specs if s.kind == ColumnKind.NUMERIC]
     targets = [s for s in numeric if real[s.name].nunique() > 1]
-    expressions = [f"{part}({_ref(s.name)})" for s in specs if s.kind == ColumnKind.DATETIME for part in DATE_PARTS]
-    expressions += [_ref(s.name) for s in numeric]
-    for a, b in itertools.combinations([_ref(s.name) for s in numeric], 2):
+    expressions = [f"{part}({column_ref(s.name)})" for s in specs if s.kind == ColumnKind.DATETIME
+                   for part in DATE_PARTS]
+    expressions += [column_ref(s.name) for s in numeric]
+    for a, b in itertools.combinations([column_ref(s.name) for s in numeric], 2):
         expressions += [f"{a} + {b}", f"{a} - {b}", f"{b} - {a}"]
     columns = {s.name: _numbers(head, s) for s in targets}
     for text in expressions:

@@ -6,8 +6,9 @@ import socket
 
 import pytest
 
-from pipelines.catalog import lineage_properties, quoted, sql_string
+from pipelines.catalog import lineage_properties, sql_string
 from pipelines.config import ConfigError
+from pipelines.spark import quoted
 from pipelines.sql_server import check_settings
 
 AUDIT = {"dataset": "adult", "run_id": "r-1", "model_name": "synthlake-adult", "model_version": "3",
