@@ -6,6 +6,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 CONFIG ?= conf/datasets/adult.yaml
 ARGS   ?=
+CLUSTER ?= var/cluster
 
 # spark-submit and the venv's python first on PATH; no telemetry written to the home directory.
 export PATH := $(BIN):$(PATH)
@@ -15,7 +16,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: run test lint env peer-env clean
+.PHONY: run test lint env peer-env cluster-up cluster-down clean
 
 run: env
 	$(BIN)/synthlake run $(CONFIG) $(ARGS)
@@ -34,6 +35,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --progress-bar off -e ".[dev]"
 	touch $@
 
+# A Spark standalone cluster (a master, two workers of one core) and an MLflow server on 127.0.0.1, for
+# conf/env/cluster.yaml on this machine: pids, logs, env.sh and stores under $(CLUSTER). Then
+# `. $(CLUSTER)/env.sh` and `synthlake run $(CONFIG) --env cluster` (README: On a cluster).
+cluster-up: env
+	$(BIN)/python -m pipelines.loopback_cluster up --state $(CLUSTER)
+
+cluster-down:
+	$(BIN)/python -m pipelines.loopback_cluster down --state $(CLUSTER)
+
 # benchmarks/conditions.py's peer, mostlyai-engine 2.7.3, in an environment of its own: installed into .venv it
 # would change it (psutil 7 -> 5, plus transformers, torchvision, torchaudio).
 PEER_VENV ?= .venv-peer
@@ -46,4 +56,5 @@ $(PEER_VENV)/.installed:
 	touch $@
 
 clean:
+	@if [ -d $(CLUSTER)/pids ]; then $(BIN)/python -m pipelines.loopback_cluster down --state $(CLUSTER); fi
 	rm -rf var
