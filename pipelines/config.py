@@ -258,6 +258,10 @@ class EnvConfig(Strict):
     work_dir: str = "var"  # run folders (profiles, models, verdicts); shared storage on a cluster
     lake_dir: str = "var/lake"  # Delta tables
     ivy_dir: str = "var/ivy"  # Spark's Ivy cache for the Delta jar (resolved from Maven Central once)
+    # where the training processes run (pipelines.train): driver, TorchDistributor's local mode on the driver's
+    # machine; executors, one process per Spark barrier task (train.num_processes task slots at once, work_dir
+    # shared with the driver)
+    train_on: Literal["driver", "executors"] = "driver"
     spark: SparkEnv = Field(default_factory=SparkEnv)
     mlflow: MlflowEnv = Field(default_factory=MlflowEnv)
     catalog: CatalogEnv = Field(default_factory=CatalogEnv)

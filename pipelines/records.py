@@ -140,6 +140,17 @@ class PrivacySpent(Strict):
     delta: float
 
 
+class TrainPlacement(Strict):
+    """Where the training processes ran (pipelines.train): on the driver's machine, or one per Spark barrier task
+    on the executors (the environment's train_on); rank 0's host and working directory (an executor's lies under
+    its worker's work dir)."""
+
+    train_on: Literal["driver", "executors"]
+    processes: int
+    rank0_host: str
+    rank0_working_dir: str
+
+
 class TrainRecord(Record):
     name = "train"
     mlflow_run_id: str
@@ -153,6 +164,7 @@ class TrainRecord(Record):
     reused: bool = False  # the champion, reused as the check stage decided (nothing trained)
     attempt: int = 1  # the training attempt (pipelines.retrain)
     hyper_step: dict[str, Any] = Field(default_factory=dict)  # the ladder's hyper-parameters of this attempt
+    placement: TrainPlacement | None = None  # None: nothing trained (the champion reused), or an older record
 
 
 # ---- sample -----------------------------------------------------------------------------------------

@@ -49,9 +49,11 @@ def setup(ctx: RunContext) -> str:
     name = ctx.env.mlflow.experiment
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        location = resolve(ctx.env.mlflow.artifact_location)
-        if "://" not in location:
-            location = Path(location).as_uri()
+        location = ctx.env.mlflow.artifact_location
+        if not location.startswith("mlflow-artifacts:"):  # else the tracking server's store, through the server
+            location = resolve(location)
+            if "://" not in location:
+                location = Path(location).as_uri()
         return mlflow.create_experiment(name, artifact_location=location)
     return experiment.experiment_id
 

@@ -11,8 +11,10 @@ import numpy as np
 
 from pipelines.config import ConfigError
 from pipelines.context import RunContext, StageError
-from pipelines.records import CheckRecord, ProfileRecord, TrainRecord
+from pipelines.records import CheckRecord, ProfileRecord, TrainPlacement, TrainRecord
 from pipelines.source import bounded, read_real
+
+RANK0_FILE = "rank0.json"  # in train_work: where rank 0 ran (host, working directory), written by rank 0
 
 
 def run(ctx: RunContext, spark) -> dict:
@@ -44,7 +46,8 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     np.save(work / "encoded.npy", encoded)
-    use_gpu = _use_gpu(spark, p.use_gpu)
+    on_executors = ctx.env.train_on == "executors"
+    use_gpu = _use_gpu(spark, p.use_gpu, on_executors)
     processes = p.num_processes
     if ctx.dataset.privacy is not None and processes > 1:
         print("[synthlake] train: differential privacy trains in one process (train.num_processes ignored)",
@@ -55,7 +58,9 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
     if checkpoints is not None and ctx.attempt > 1:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the earlier attempt's, of other hyper-parameters
     history = _distributed_fit(spark, model, work, model_dir, ctx.params.seed, processes, use_gpu, checkpoints,
-                               None if rules is None else rules.state())
+                               None if rules is None else rules.state(), on_executors)
+    placement = TrainPlacement(train_on=ctx.env.train_on, processes=processes,
+                               **json.loads((work / RANK0_FILE).read_text()))
     shutil.rmtree(work)
     if checkpoints is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -66,7 +71,9 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
         mlflow.set_tags({"synthlake.attempt": ctx.attempt, "synthlake.training_key": check.training_key})
         mlflow.log_params({"generator": ctx.dataset.generator, "seed": ctx.params.seed,
                            "training_rows": len(table), "num_processes": processes,
-                           "use_gpu": use_gpu, **model.hyper})
+                           "use_gpu": use_gpu, "train_on": placement.train_on,
+                           "rank0_host": placement.rank0_host, "rank0_working_dir": placement.rank0_working_dir,
+                           **model.hyper})
         if privacy is not None:
             mlflow.log_params({"dp.epsilon_budget": ctx.dataset.privacy.epsilon,
                                "dp.delta_budget": ctx.dataset.privacy.delta})
@@ -81,7 +88,7 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
                        model_version=str(info.registered_model_version), model_uri=info.model_uri,
                        training_rows=len(table), epochs=len(history),
                        final_losses=history[-1] if history else None, privacy=privacy,
-                       attempt=ctx.attempt, hyper_step=ctx.hyper_step)
+                       attempt=ctx.attempt, hyper_step=ctx.hyper_step, placement=placement)
 
 
 def _reuse(ctx: RunContext, check: CheckRecord) -> TrainRecord:
@@ -172,37 +179,49 @@ def _training_table(spark, ctx: RunContext, profile: ProfileRecord):
                    total=profile.rows).toPandas()
 
 
-def _use_gpu(spark, setting: str) -> bool:
-    """GPUs when asked for (or, on auto, when CUDA is there and Spark's driver has GPUs configured)."""
+def _use_gpu(spark, setting: str, on_executors: bool = False) -> bool:
+    """GPUs when asked for (or, on auto, when CUDA is there and Spark's driver has GPUs configured). On the
+    executors: when Spark gives each task GPUs (spark.task.resource.gpu.amount); the driver cannot see their CUDA."""
     import torch
 
-    configured = spark.conf.get("spark.driver.resource.gpu.amount", "0") not in ("0", "")
+    if on_executors:
+        key, cuda = "spark.task.resource.gpu.amount", True
+    else:
+        key, cuda = "spark.driver.resource.gpu.amount", torch.cuda.is_available()
+    configured = spark.conf.get(key, "0") not in ("0", "")
     if setting == "true":
-        if not torch.cuda.is_available() or not configured:
-            raise StageError("train.use_gpu is true but CUDA is not available or "
-                             "spark.driver.resource.gpu.amount is not set in the environment's spark.conf")
+        if not cuda or not configured:
+            raise StageError(f"train.use_gpu is true but CUDA is not available or {key} is not set in the "
+                             "environment's spark.conf")
         return True
-    return setting == "auto" and torch.cuda.is_available() and configured
+    return setting == "auto" and cuda and configured
 
 
 def _distributed_fit(spark, model, work: Path, model_dir: Path, seed: int, processes: int, use_gpu: bool,
-                     checkpoints: Path | None = None, rules: dict | None = None):
+                     checkpoints: Path | None = None, rules: dict | None = None, on_executors: bool = False):
+    """Train in `processes` processes: on the driver's machine (TorchDistributor's local mode), or one per Spark
+    barrier task on the executors (env train_on: executors), which must see `work` and `model_dir`."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    print(f"[synthlake] train: {processes} process(es), {'GPU' if use_gpu else 'CPU'}", flush=True)
-    distributor = TorchDistributor(num_processes=processes, local_mode=True, use_gpu=use_gpu)
+    print(f"[synthlake] train: {processes} process(es) on the {'executors' if on_executors else 'driver'}, "
+          f"{'GPU' if use_gpu else 'CPU'}", flush=True)
+    distributor = TorchDistributor(num_processes=processes, local_mode=not on_executors, use_gpu=use_gpu)
+    # on the executors each process has the cores Spark gave its task; on the driver, a share of the machine
+    threads = int(spark.conf.get("spark.task.cpus", "1")) if on_executors else None
     history_json = distributor.run(train_process, model, str(work), str(model_dir), seed, use_gpu,
-                                   None if checkpoints is None else str(checkpoints), rules)
+                                   None if checkpoints is None else str(checkpoints), rules, threads)
     if history_json is None:
         raise StageError("training returned no result from rank 0; see the training processes' log above")
     return json.loads(history_json)
 
 
 def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, checkpoints: str | None = None,
-                  rules: dict | None = None) -> str:
+                  rules: dict | None = None, threads: int | None = None) -> str:
     """One training process (run by torchrun under TorchDistributor): join the group, train, save. `rules`: the
-    fitted synthlake.rules state, wrapped around the saved Sampler so that its rows hold them."""
+    fitted synthlake.rules state, wrapped around the saved Sampler so that its rows hold them. `threads`: torch's
+    CPU threads (default: the machine's cores shared by the processes)."""
     import os
+    import socket
 
     import torch
     import torch.distributed as dist
@@ -211,9 +230,12 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
 
     dist.init_process_group("nccl" if use_gpu else "gloo")
     rank = dist.get_rank()
+    if rank == 0:  # where it runs: the driver's machine, or an executor (its working directory under the worker's)
+        (Path(work) / RANK0_FILE).write_text(json.dumps({"rank0_host": socket.gethostname(),
+                                                         "rank0_working_dir": os.getcwd()}))
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_gpu else "cpu"
     if not use_gpu:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // dist.get_world_size()))
     encoded = np.load(Path(work) / "encoded.npy", mmap_mode="r")
 
     def progress(record: dict) -> None:

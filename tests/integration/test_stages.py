@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import deltalake
 import pandas as pd
@@ -133,6 +134,9 @@ def test_train_logs_to_mlflow_and_registers_a_pyfunc(completed):
     assert [m.step for m in history] == [0, 1]
     run = client.get_run(trained["mlflow_run_id"])
     assert run.data.params["num_processes"] == "2"
+    placement = trained["placement"]  # the local environment trains on the driver's machine (local mode)
+    assert placement["train_on"] == run.data.params["train_on"] == "driver"
+    assert placement["rank0_working_dir"] == run.data.params["rank0_working_dir"] == os.getcwd()
     model = mlflow.pyfunc.load_model(f"models:/{ctx.model_name}/{trained['model_version']}")
     rows = model.predict(pd.DataFrame({"rows": [25], "seed": [3]}))
     assert list(rows.columns) == ctx.dataset.metadata.names and len(rows) == 25

@@ -93,6 +93,24 @@ def test_unknown_environment_names_the_missing_file(monkeypatch, tmp_path):
         load_env("nowhere")
 
 
+def test_training_runs_on_the_driver_locally_and_on_the_executors_on_a_cluster(monkeypatch):
+    monkeypatch.setenv("SYNTHLAKE_HOME", str(REPO))
+    for var in ("SYNTHLAKE_WORK_DIR", "SYNTHLAKE_LAKE_DIR", "SPARK_MASTER_URL", "MLFLOW_TRACKING_URI",
+                "MLFLOW_ARTIFACT_LOCATION"):
+        monkeypatch.setenv(var, "/somewhere")
+    assert load_env("local").train_on == "driver"
+    assert load_env("cluster").train_on == "executors"
+
+
+def test_unknown_train_on_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYNTHLAKE_HOME", str(tmp_path))
+    (tmp_path / "conf" / "env").mkdir(parents=True)
+    path = write_yaml(tmp_path / "conf" / "env" / "odd.yaml", {"train_on": "gpus"})
+    with pytest.raises(ConfigError) as info:
+        load_env("odd")
+    assert str(path) in str(info.value) and "train_on" in str(info.value) and "executors" in str(info.value)
+
+
 # ---- mistakes in a dataset config ----------------------------------------------------------------
 def test_valid_dataset_fixture_loads(tmp_path):
     """The base of the failure cases below is itself valid, so each case fails for its own reason."""

@@ -66,6 +66,7 @@ def test_a_train_file_with_nan_losses_and_a_privacy_report_loads(store):
     trained = store.read(TrainRecord)
     assert trained.privacy.epsilon == 1.9 and trained.privacy.model_extra == {"dp_sgd": {"noise_multiplier": 1.1}}
     assert trained.final_losses["epoch"] == 1 and isinstance(trained.final_losses["epoch"], int)
+    assert trained.placement is None  # written before training recorded where it ran
     store.write(trained)
     assert json.loads(store.path("train").read_text())["final_losses"]["val_loss"] is None  # valid JSON now
 
