@@ -1,0 +1,114 @@
+"""The cluster environment on a real Spark cluster, on one machine: pipelines.loopback_cluster starts a standalone
+master, two workers of one core each and an MLflow server on 127.0.0.1, and `synthlake run --env cluster` runs
+against them with the variables of its env.sh, training on the executors (one TorchDistributor process per
+Spark barrier task).
+
+What this proves: conf/env/cluster.yaml works against a standalone master and an MLflow server over HTTP; the
+executors get the Delta jar from the driver and run the project's Python; training runs in the executors'
+barrier tasks, rank 0 in an executor's working directory; the model is registered on the server, its files
+uploaded through it. What it does not: several machines. Driver and executors share one filesystem here, so a
+work_dir that is not really shared, or a lake the executors cannot reach, would pass.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import deltalake
+import pytest
+import yaml
+from project_fixture import REPO, VENV_BIN, make_project, project_env
+
+from pipelines import loopback_cluster
+from pipelines.records import PublishRecord, TrainRecord
+
+ROWS = 2000
+APP = "synthlake-run-adult"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    state = tmp_path_factory.mktemp("cluster")
+    try:
+        loopback_cluster.up(state)
+        yield state
+    finally:
+        loopback_cluster.down(state)
+
+
+def cluster_project(root: Path) -> Path:
+    """A tiny project (two training processes: one per worker) whose cluster.yaml is the repo's, but for the
+    repo's Ivy cache (it holds the Delta jar) and a 2-core cluster's partition counts."""
+    make_project(root, params={"train": {"num_processes": 2}})
+    path = root / "conf" / "env" / "cluster.yaml"
+    env = yaml.safe_load(path.read_text())
+    env["ivy_dir"] = str(REPO / "var" / "ivy")
+    env["spark"]["conf"].update({"spark.sql.shuffle.partitions": "4", "spark.databricks.delta.snapshotPartitions": "2"})
+    path.write_text(yaml.safe_dump(env, sort_keys=False))
+    return root
+
+
+@pytest.mark.slow
+def test_a_run_on_the_loopback_cluster_trains_on_the_executors_and_registers_on_the_server(cluster, tmp_path):
+    from mlflow import MlflowClient
+
+    exported = loopback_cluster.read_env(cluster)  # what `. env.sh` exports
+    assert exported["SYNTHLAKE_ENV"] == "cluster" and exported["SPARK_MASTER_URL"].startswith("spark://127.0.0.1:")
+    root = cluster_project(tmp_path / "project")
+    env = project_env(root, **{**exported, "SYNTHLAKE_WORK_DIR": str(root / "var"),
+                               "SYNTHLAKE_LAKE_DIR": str(root / "var" / "lake")})
+    started = time.monotonic()
+    out = subprocess.run([str(VENV_BIN / "synthlake"), "run", "conf/datasets/adult.yaml", "--env", "cluster",
+                          "--rows", str(ROWS)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    print(f"synthlake run on the loopback cluster: {time.monotonic() - started:.0f}s")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "process(es) on the executors" in out.stdout
+
+    (run_dir,) = (root / "var" / "runs" / "adult").iterdir()
+    trained = TrainRecord.model_validate_json((run_dir / "train.json").read_text())
+    published = PublishRecord.model_validate_json((run_dir / "publish.json").read_text())
+
+    # the published Delta partition holds the rows asked for
+    rows = deltalake.DeltaTable(published.published_table).to_pyarrow_table(
+        filters=[("run_id", "=", run_dir.name)])
+    assert rows.num_rows == published.rows == ROWS
+
+    # training ran on the executors: rank 0 in an executor's working directory, WORKER/app-ID/EXECUTOR
+    placement = trained.placement
+    assert placement.train_on == "executors" and placement.processes == 2
+    rank0_dir = Path(placement.rank0_working_dir)
+    assert rank0_dir.parent.parent in [cluster / "worker-1", cluster / "worker-2"]
+    app_id = rank0_dir.parent.name
+    assert list(rank0_dir.glob("io.delta_delta-spark_*.jar"))  # the executors fetched the Delta jar from the driver
+    assert all((cluster / w / app_id).is_dir() for w in ("worker-1", "worker-2"))  # an executor on each worker
+
+    # the model version is registered on the MLflow server, its files uploaded through it
+    uri = exported["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version(trained.model_name, trained.model_version)
+    assert version.status == "READY" and version.run_id == trained.mlflow_run_id
+    assert client.get_model_version_by_alias(trained.model_name, "champion").version == trained.model_version
+    params = client.get_run(trained.mlflow_run_id).data.params
+    assert params["train_on"] == "executors" and params["rank0_working_dir"] == str(rank0_dir)
+    assert list((cluster / "mlartifacts").rglob("MLmodel"))  # the server's --artifacts-destination
+
+    # the master ran the application
+    master = loopback_cluster.master_state(exported["SPARK_MASTER_UI"])
+    apps = {a["id"]: a for a in master["activeapps"] + master["completedapps"]}
+    assert apps[app_id]["name"] == APP
+
+
+def test_a_process_that_fails_to_start_is_named_with_the_end_of_its_log(tmp_path, monkeypatch, capsys):
+    spark = tmp_path / "spark"
+    (spark / "bin").mkdir(parents=True)
+    (spark / "bin" / "spark-class").write_text("#!/bin/sh\necho 'no JVM for this test' >&2\nexit 1\n")
+    (spark / "bin" / "spark-class").chmod(0o755)
+    monkeypatch.setattr(loopback_cluster, "spark_home", lambda: spark)
+    state = tmp_path / "state"
+    assert loopback_cluster.main(["up", "--state", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert "exited while starting" in err and "no JVM for this test" in err
+    assert not list((state / "pids").iterdir())  # what did start (MLflow) was stopped
+    assert not (state / "env.sh").exists()
