@@ -43,12 +43,12 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """The processes' environment: this venv's python on the executors, everything bound to loopback."""
+def _env() -> dict[str, str]:
+    """The processes' environment: this venv's python on the executors, everything bound to loopback, no MLflow
+    job runners (seven more processes)."""
     return {**os.environ, "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST,
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **extra}  # no job runners (seven more processes)
+            "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST, "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def _start(state: Path, name: str, cmd: list[str]) -> subprocess.Popen:
