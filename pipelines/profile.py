@@ -95,6 +95,7 @@ def _statistics(df, ctx: RunContext) -> dict:
     edges = {c.name: sorted(set(stats[f"{i}_edges"] or [])) for i, c in enumerate(specs) if is_continuous(c)}
     histograms = histogram_shares(df, specs, edges)
     sample = df.limit(PII_SCAN_ROWS).toPandas()
+    frequencies = category_frequencies(df, [c.name for c in specs if c.kind == ColumnKind.CATEGORICAL], rows)
     columns = {}
     for i, c in enumerate(specs):
         info = {"kind": c.kind.value, "type": storage_type(c), "null_fraction": stats[f"{i}_nulls"] / rows,
@@ -105,7 +106,7 @@ def _statistics(df, ctx: RunContext) -> dict:
                         quantiles=dict(zip(map(str, QUANTILES), stats[f"{i}_quantiles"] or [], strict=False)),
                         histogram={"edges": edges[c.name], "shares": histograms[c.name]})
         if c.kind == ColumnKind.CATEGORICAL:
-            info["categories"] = _frequencies(df, c.name, rows)
+            info["categories"] = frequencies[c.name]
             pii = detect_pii(c.name, sample[c.name])
             if pii is not None:
                 info["pii_suspected"] = pii.value
@@ -145,11 +146,23 @@ def histogram_shares(df, specs, edges: dict[str, list[float]]) -> dict[str, list
     return out
 
 
-def _frequencies(df, name: str, rows: int) -> dict:
+def category_frequencies(df, names: list[str], rows: int) -> dict[str, dict]:
+    """Each (string) column's TOP_CATEGORIES most frequent values and their shares, in one pass over `df` for
+    all of them (a job per column costs a second each: minutes on a wide table)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    counts = (df.groupBy(column(name).alias("v")).count()
-              .orderBy(F.desc("count"), F.asc("v")).limit(TOP_CATEGORIES + 1).collect())
-    kept = counts[:TOP_CATEGORIES]
-    return {"truncated": len(counts) > TOP_CATEGORIES,
-            "frequencies": [[r["v"], r["count"] / rows] for r in kept]}  # value None is null
+    if not names:
+        return {}
+    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("i"), column(n).alias("v")) for i, n in enumerate(names)]))
+    counts = df.select(pairs.alias("p")).groupBy("p.i", "p.v").count()
+    rank = F.row_number().over(Window.partitionBy("i").orderBy(F.desc("count"), F.asc("v")))
+    top = counts.withColumn("rank", rank).where(F.col("rank") <= TOP_CATEGORIES + 1).orderBy("i", "rank").collect()
+    out = {name: {"truncated": False, "frequencies": []} for name in names}
+    for r in top:
+        entry = out[names[r["i"]]]
+        if r["rank"] > TOP_CATEGORIES:
+            entry["truncated"] = True
+        else:
+            entry["frequencies"].append([r["v"], r["count"] / rows])  # value None is null
+    return out

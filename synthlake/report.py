@@ -40,6 +40,9 @@ EXPECTATION_FAMILY = "expectation"
 REQUEST_FAMILIES = ("rules", "conditions", "fairness")  # what the dataset's rules and the run's conditions ask
 MAX_PLOT_ROWS = 50_000  # the caller passes bounded samples; this only guards against an unbounded frame
 TOP_CATEGORIES = 15
+# A wide table's report plots this many columns at most (a plot costs about a quarter of a second): the ones that
+# matter most, named in the caption; the checks table still lists every column
+MAX_PLOTTED_COLUMNS = 40
 HIST_BINS = 30
 REAL_COLOR, SYNTHETIC_COLOR = "#3b6fb6", "#e07b39"
 DPI = 100
@@ -480,6 +483,13 @@ def _distributions(
     real: pd.DataFrame, synthetic: pd.DataFrame, metadata: TableMetadata, shape_checks: Mapping[str, Mapping]
 ) -> str:
     specs = metadata.learned_columns
+    if len(specs) > MAX_PLOTTED_COLUMNS:  # failed and lowest shape scores first
+        def rank(spec):
+            check = shape_checks.get(spec.name) or {}
+            return (check.get("passed") is not False, check.get("value") if check.get("value") is not None else 1)
+
+        kept = {s.name for s in sorted(specs, key=rank)[:MAX_PLOTTED_COLUMNS]}
+        specs = [s for s in specs if s.name in kept]
     out = [
         "<h2>Distributions, real vs synthetic</h2>",
         '<p class="caption legend">One plot per learned column:<span style="background:'
@@ -488,7 +498,9 @@ def _distributions(
         "data's range for both (synthetic values outside it are counted in the caption; a log scale when one "
         f"bin holds most rows); categorical columns as "
         f'frequencies of the {TOP_CATEGORIES} most frequent real categories, the rest as "(other)" and '
-        'nulls as "(null)".</p>',
+        'nulls as "(null)".'
+        + (f" The {len(specs)} columns of {len(metadata.learned_columns)} with the lowest shape scores."
+           if len(specs) < len(metadata.learned_columns) else "") + "</p>",
         '<div class="grid">',
     ]
     for spec in specs:
@@ -640,6 +652,13 @@ def _associations(pair_trends: MetricResult | None) -> str:
     if len(columns) < 2:
         return ""
     diff = np.abs(m_real - m_syn)
+    shown = ""
+    if len(columns) > MAX_PLOTTED_COLUMNS:  # the columns whose associations differ most
+        worst = np.sort(np.where(np.isfinite(diff), diff, -1), axis=1)[:, -1]
+        keep = np.sort(np.argsort(-worst, kind="stable")[:MAX_PLOTTED_COLUMNS])
+        shown = (f" Shown: the {len(keep)} columns of {len(columns)} whose largest difference is largest.")
+        columns = [columns[i] for i in keep]
+        m_real, m_syn, diff = (m[np.ix_(keep, keep)] for m in (m_real, m_syn, diff))
     n = len(columns)
     names = [_mpl(c, 18) for c in columns]
     panel = max(3.6, 0.3 * n + 1.6)
@@ -689,7 +708,7 @@ def _associations(pair_trends: MetricResult | None) -> str:
             "their absolute difference (right). Two numeric/datetime columns: Pearson's r (signed, −1 to 1; "
             "datetimes as timestamps). Two categorical columns: Cramér's V (0 to 1). A categorical and a numeric "
             "column: the correlation ratio η (0 to 1). Nulls are a category of their own in categorical columns and "
-            f"left out of numeric ones; grey cells are undefined (a constant column).{worst_text}</p>",
+            f"left out of numeric ones; grey cells are undefined (a constant column).{worst_text}{shown}</p>",
             _png(fig, "association matrices: real, synthetic and their difference", "wide"),
         ]
     )

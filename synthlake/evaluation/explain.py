@@ -195,22 +195,34 @@ def _inequalities(real, synthetic, specs):
 def _derived(real, specs):
     """A numeric column equal to a date part, a copy, a sum or a difference of other columns on the real rows:
     screened on SCREEN_ROWS rows here, then checked on all rows by the rule (_confirmed)."""
-    from synthlake.rules_expr import Expression
-
     head = real.head(SCREEN_ROWS)
     numeric = [s for s in specs if s.kind == ColumnKind.NUMERIC]
     targets = [s for s in numeric if real[s.name].nunique() > 1]
-    expressions = [f"{part}({column_ref(s.name)})" for s in specs if s.kind == ColumnKind.DATETIME
-                   for part in DATE_PARTS]
-    expressions += [column_ref(s.name) for s in numeric]
-    for a, b in itertools.combinations([column_ref(s.name) for s in numeric], 2):
-        expressions += [f"{a} + {b}", f"{a} - {b}", f"{b} - {a}"]
-    columns = {s.name: _numbers(head, s) for s in targets}
-    for text in expressions:
-        computed = Expression(text).evaluate(head)
-        for target in targets:  # a column from itself is refused by the rule (_confirmed)
-            if np.allclose(columns[target.name], computed, rtol=1e-9, atol=0, equal_nan=True):
-                yield {"kind": "derived", "column": target.name, "expression": text}, ""
+    if not targets:
+        return
+    wanted = np.stack([_numbers(head, s) for s in targets], axis=1)
+    for text, computed in _candidates(head, specs, numeric):
+        # every target at once: a column from itself is refused by the rule (_confirmed)
+        equal = np.isclose(wanted, computed[:, None], rtol=1e-9, atol=0, equal_nan=True).all(axis=0)
+        for i in np.flatnonzero(equal):
+            yield {"kind": "derived", "column": targets[i].name, "expression": text}, ""
+
+
+def _candidates(head, specs, numeric):
+    """(expression, its values on `head`) for each date part, copy, sum and difference _derived tries: the
+    arithmetic in numpy (a wide table has thousands of pairs), as synthlake.rules_expr computes it."""
+    from synthlake.rules_expr import Expression
+
+    for s in specs:
+        if s.kind == ColumnKind.DATETIME:
+            for part in DATE_PARTS:
+                text = f"{part}({column_ref(s.name)})"
+                yield text, np.asarray(Expression(text).evaluate(head), dtype=float)
+    numbers = {s.name: _numbers(head, s) for s in numeric}
+    yield from ((column_ref(s.name), numbers[s.name]) for s in numeric)
+    for a, b in itertools.combinations(numeric, 2):
+        x, y, ra, rb = numbers[a.name], numbers[b.name], column_ref(a.name), column_ref(b.name)
+        yield from ((f"{ra} + {rb}", x + y), (f"{ra} - {rb}", x - y), (f"{rb} - {ra}", y - x))
 
 
 def _combinations(real, synthetic, specs, seed):
