@@ -4,6 +4,8 @@ table; the model version becomes `champion`; an audit row records the lineage (o
 from __future__ import annotations
 
 import json
+import random
+import time
 from datetime import UTC, datetime
 
 from pipelines import catalog
@@ -44,8 +46,9 @@ def run(ctx: RunContext, spark) -> dict:
         raise StageError(f"staging holds {rows} rows for run {ctx.run_id!r}, the sample stage wrote "
                          f"{expected}: re-run sample and validate")
     published = ctx.table_path("published")
-    (with_column_comments(staged, ctx).write.format("delta").mode("overwrite").partitionBy("run_id")
-     .option("replaceWhere", ctx.partition_filter).options(**delta_options(staged.columns)).save(published))
+    retry_conflicts("the published table", lambda: (
+        with_column_comments(staged, ctx).write.format("delta").mode("overwrite").partitionBy("run_id")
+        .option("replaceWhere", ctx.partition_filter).options(**delta_options(staged.columns)).save(published)))
     _set_champion(ctx, trained)
     check = store.read(CheckRecord)
     attempts = store.read(AttemptsRecord).attempts if store.path("attempts").exists() else []
@@ -62,14 +65,36 @@ def run(ctx: RunContext, spark) -> dict:
         "report": str(store.path("report")),
         "started_at": profile.created_at, "published_at": datetime.now(UTC),
     }
-    catalog.record_lineage(spark, published, audit)
-    _upsert_audit(spark, ctx.table_path("audit"), audit)
+    retry_conflicts("the published table's properties", lambda: catalog.record_lineage(spark, published, audit))
+    retry_conflicts("the audit table", lambda: _upsert_audit(spark, ctx.table_path("audit"), audit))
     if ctx.env.catalog.register_on_publish:
         catalog.register(spark, ctx.env, ctx.dataset)
     result = PublishRecord(published_table=published, rows=rows, model_version=trained.model_version,
                            alias="champion", audit_table=ctx.table_path("audit"))
     store.write(result)
     return result.model_dump()
+
+
+CONFLICTS = {"ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+             "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+             "ProtocolChangedException"}  # Delta's commit conflicts: another writer committed first
+
+
+def retry_conflicts(what: str, commit, attempts: int = 6):
+    """Run `commit` (a whole Delta write: it re-reads the table) again when another writer's commit conflicts
+    with it, e.g. two runs publishing at once (both creating the table, or both MERGEing audit rows); after a
+    short, growing, jittered wait, with a line naming the conflict. Other errors, and the last conflict, raise."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return commit()
+        except Exception as exc:
+            name = type(exc).__name__
+            if name not in CONFLICTS or attempt == attempts:
+                raise
+            wait = 0.5 * 2 ** (attempt - 1) * (1 + random.random())
+            print(f"[synthlake] publish: {name} on {what} (a concurrent commit), retrying in {wait:.1f}s "
+                  f"(retry {attempt} of {attempts - 1})", flush=True)
+            time.sleep(wait)
 
 
 def with_column_comments(frame, ctx: RunContext):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
 import tempfile
 from pathlib import Path
@@ -32,29 +34,57 @@ def tracking_uri(env: EnvConfig) -> str:
     return uri
 
 
+_READY_STORES: set[str] = set()  # SQLite stores this process has opened (their tables exist)
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """For a SQLite store, an exclusive lock (flock on DB.lock beside it) held by one process at a time: two runs
+    that open a new store at once would both create its tables (MLflow's migrations: "table ... already exists")
+    and both create the experiment. Other stores serialize themselves: no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(f"{uri.removeprefix('sqlite:///')}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def use_store(env: EnvConfig) -> None:
-    """Point MLflow's tracking and registry at the environment's store (no experiment needed)."""
+    """Point MLflow's tracking and registry at the environment's store (no experiment needed); a SQLite store's
+    tables are created once, under _store_lock."""
     import mlflow
 
     uri = tracking_uri(env)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri.startswith("sqlite:///") and uri not in _READY_STORES:
+        from mlflow import MlflowClient
+
+        with _store_lock(uri):
+            MlflowClient(uri, uri).search_registered_models(max_results=1)  # opens both stores: tables made
+        _READY_STORES.add(uri)
 
 
 def setup(ctx: RunContext) -> str:
-    """Point MLflow at the environment's store; return the experiment id (created if missing)."""
+    """Point MLflow at the environment's store; return the experiment id (created if missing, by one process of
+    those starting at once on a SQLite store)."""
     import mlflow
 
     use_store(ctx.env)
     name = ctx.env.mlflow.experiment
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        location = ctx.env.mlflow.artifact_location
-        if not location.startswith("mlflow-artifacts:"):  # else the tracking server's store, through the server
-            location = resolve(location)
-            if "://" not in location:
-                location = Path(location).as_uri()
-        return mlflow.create_experiment(name, artifact_location=location)
+    with _store_lock(tracking_uri(ctx.env)):
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            location = ctx.env.mlflow.artifact_location
+            if not location.startswith("mlflow-artifacts:"):  # else the tracking server's store, through it
+                location = resolve(location)
+                if "://" not in location:
+                    location = Path(location).as_uri()
+            return mlflow.create_experiment(name, artifact_location=location)
     return experiment.experiment_id
 
 
