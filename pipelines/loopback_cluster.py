@@ -67,7 +67,7 @@ def _started(pid: int) -> str:
         return "?"
 
 
-def _pids(state: Path) -> dict[str, tuple[int, str]]:
+def processes(state: Path) -> dict[str, tuple[int, str]]:
     pids = {}
     for path in sorted((state / "pids").glob("*.pid")):
         pid, _, started = path.read_text().partition(" ")
@@ -75,7 +75,7 @@ def _pids(state: Path) -> dict[str, tuple[int, str]]:
     return pids
 
 
-def _alive(pgid: int, started: str) -> bool:
+def alive(pgid: int, started: str) -> bool:
     """Whether the process group we started still has a process (a reused pid is not ours)."""
     try:
         os.waitpid(pgid, os.WNOHANG)  # a child of this process that exited: reaped, or it counts in its group
@@ -113,7 +113,7 @@ def up(state: Path, workers: int = 2, cores: int = 1, memory: str = "2g", timeou
     state = Path(state).resolve()
     for sub in ("logs", "pids", "work", "lake", "mlartifacts"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    running = [n for n, (pid, started) in _pids(state).items() if _alive(pid, started)]
+    running = [n for n, (pid, started) in processes(state).items() if alive(pid, started)]
     if running:
         raise ClusterError(f"{state}: {', '.join(running)} already running (stop them first: down)")
     for pid_file in (state / "pids").glob("*.pid"):
@@ -178,14 +178,14 @@ def down(state: Path, grace_s: float = 20) -> list[str]:
     state = Path(state).resolve()
     if not (state / "pids").is_dir():
         return []
-    pids = {n: p for n, p in _pids(state).items() if _alive(*p)}
+    pids = {n: p for n, p in processes(state).items() if alive(*p)}
     for name in sorted(pids, key=lambda n: n == "master"):  # workers and MLflow first, the master last
         os.killpg(pids[name][0], signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while any(_alive(*p) for p in pids.values()) and time.monotonic() < deadline:
+    while any(alive(*p) for p in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.5)
     for pid, started in pids.values():
-        if _alive(pid, started):
+        if alive(pid, started):
             os.killpg(pid, signal.SIGKILL)
     for pid_file in (state / "pids").glob("*.pid"):
         pid_file.unlink()

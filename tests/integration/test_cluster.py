@@ -12,6 +12,8 @@ work_dir that is not really shared, or a lake the executors cannot reach, would 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +24,7 @@ import yaml
 from project_fixture import REPO, VENV_BIN, make_project, project_env
 
 from pipelines import loopback_cluster
-from pipelines.records import PublishRecord, TrainRecord
+from pipelines.records import PublishRecord, SampleRecord, TrainRecord
 
 ROWS = 2000
 APP = "synthlake-run-adult"
@@ -50,19 +52,27 @@ def cluster_project(root: Path) -> Path:
     return root
 
 
-@pytest.mark.slow
-def test_a_run_on_the_loopback_cluster_trains_on_the_executors_and_registers_on_the_server(cluster, tmp_path):
-    from mlflow import MlflowClient
-
+@pytest.fixture(scope="module")
+def cluster_run(cluster, tmp_path_factory):
+    """`synthlake run --env cluster` of Adult against the loopback cluster: (project root, its environment, the
+    variables of env.sh, the run's output)."""
     exported = loopback_cluster.read_env(cluster)  # what `. env.sh` exports
-    assert exported["SYNTHLAKE_ENV"] == "cluster" and exported["SPARK_MASTER_URL"].startswith("spark://127.0.0.1:")
-    root = cluster_project(tmp_path / "project")
+    root = cluster_project(tmp_path_factory.mktemp("cluster-run") / "project")
     env = project_env(root, **{**exported, "SYNTHLAKE_WORK_DIR": str(root / "var"),
                                "SYNTHLAKE_LAKE_DIR": str(root / "var" / "lake")})
     started = time.monotonic()
     out = subprocess.run([str(VENV_BIN / "synthlake"), "run", "conf/datasets/adult.yaml", "--env", "cluster",
                           "--rows", str(ROWS)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
     print(f"synthlake run on the loopback cluster: {time.monotonic() - started:.0f}s")
+    return root, env, exported, out
+
+
+@pytest.mark.slow
+def test_a_run_on_the_loopback_cluster_trains_on_the_executors_and_registers_on_the_server(cluster, cluster_run):
+    from mlflow import MlflowClient
+
+    root, _, exported, out = cluster_run
+    assert exported["SYNTHLAKE_ENV"] == "cluster" and exported["SPARK_MASTER_URL"].startswith("spark://127.0.0.1:")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "process(es) on the executors" in out.stdout
 
@@ -112,3 +122,67 @@ def test_a_process_that_fails_to_start_is_named_with_the_end_of_its_log(tmp_path
     assert "exited while starting" in err and "no JVM for this test" in err
     assert not list((state / "pids").iterdir())  # what did start (MLflow) was stopped
     assert not (state / "env.sh").exists()
+
+
+KILL_ROWS = 100_000  # 1000 seeded blocks of 100 rows (cluster_project's block_rows) over KILL_PARTITIONS tasks
+KILL_PARTITIONS = 16
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_sample_loses_no_rows_and_adds_none(cluster, cluster_run):
+    """The run's sample stage twice on the cluster with the same run id and seed: once clean, once with worker-1
+    (its JVM and its executor's JVM and Python workers: one process group) killed with SIGKILL once a task has
+    finished and most still have to run. Spark re-runs the lost tasks on worker-2 and the staged rows are the
+    clean sample's, row for row: blocks are seeded by index alone, and the driver commits only the files that
+    successful tasks report, in one Delta commit (pipelines.delta_files).
+
+    The files of killed attempts: a task killed before its writer flushed left none (the arrow writer opens its
+    Parquet file at its first flush, here at the task's end); one killed while writing leaves a partial file, and
+    a task of the killed executor that had finished but whose result the driver had not received leaves a
+    complete one. No Delta version references them, so no reader sees them, but nothing removes them either:
+    the task's abort() (best effort) cannot run in a killed process, and synthlake never runs VACUUM. They stay
+    on disk, with the files that replacing the partition dropped from the table, until someone runs VACUUM.
+
+    It runs last in this module: the cluster is left with one worker.
+    """
+    root, env, _, out = cluster_run
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (run_dir,) = (root / "var" / "runs" / "adult").iterdir()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["sample"]["partitions"] = KILL_PARTITIONS
+    (root / "params-kill.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sample = [str(VENV_BIN / "synthlake"), "sample", "conf/datasets/adult.yaml", "--run-id", run_dir.name,
+              "--env", "cluster", "--rows", str(KILL_ROWS), "--params", "params-kill.yaml"]
+
+    def staged() -> list[dict]:
+        record = SampleRecord.model_validate_json((run_dir / "sample.json").read_text())
+        rows = deltalake.DeltaTable(record.staging_table).to_pyarrow_table(filters=[("run_id", "=", run_dir.name)])
+        return rows.sort_by([(c, "ascending") for c in rows.column_names]).to_pylist()
+
+    started = time.monotonic()
+    clean = subprocess.run(sample, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    print(f"clean sample of {KILL_ROWS} rows on the cluster: {time.monotonic() - started:.0f}s")
+    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
+    expected = staged()
+    assert len(expected) == KILL_ROWS
+
+    record = SampleRecord.model_validate_json((run_dir / "sample.json").read_text())
+    part_dir = Path(record.staging_table) / f"run_id={run_dir.name}"
+    old_files = set(part_dir.glob("*.parquet"))
+    pid, started_at = loopback_cluster.processes(cluster)["worker-1"]
+    started = time.monotonic()
+    proc = subprocess.Popen(sample, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed_at = None
+    while proc.poll() is None and time.monotonic() - started < 300:
+        if set(part_dir.glob("*.parquet")) - old_files:  # a task has finished; most are still to run
+            os.killpg(pid, signal.SIGKILL)
+            killed_at = time.monotonic() - started
+            break
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=600)
+    print(f"sample with worker-1 killed at {killed_at}s: {time.monotonic() - started:.0f}s")
+    assert killed_at is not None, f"sample ended before a task finished:\n{stdout[-2000:]}{stderr[-3000:]}"
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert not loopback_cluster.alive(pid, started_at)  # the worker and its executor are gone
+    assert "Lost executor" in stderr or "ExecutorLostFailure" in stderr, stderr[-3000:]
+    assert staged() == expected  # row for row: none lost, none twice
