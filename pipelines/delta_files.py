@@ -3,7 +3,8 @@
 Spark's row-by-row Parquet writer caps the sample stage below the rate its executors sample at (measured on
 2 cores: about 170k rows/s for Adult's 15 columns); pyarrow writes the same batches column by column at about
 1.5M rows/s per core. A file joins the table only in the commit, so a failed or retried task, or a stage
-that dies before committing, leaves no rows behind (its files are unreferenced; VACUUM removes them).
+that dies before committing, leaves no rows behind (its files stay, unreferenced, until a VACUUM removes them;
+synthlake runs none: README, Faults).
 """
 
 from __future__ import annotations
