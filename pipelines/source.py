@@ -33,7 +33,6 @@ def read_source(spark, dataset: DatasetConfig, check_casts: bool = True):
     column and the value, not a silent null (`check_casts`: one Spark job over the source). NaN and
     infinities in a numeric column are read as missing values: no generator learns them.
     """
-
     src = dataset.source
     what = f"dataset '{dataset.name}': source {src.path}"
     names = [c.name for c in dataset.columns]
@@ -117,8 +116,9 @@ def _nanos_as_timestamps(df, path: str):
     nanos = {f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"}
     if not nanos:
         return df
-    return df.select([F.timestamp_micros(F.floor(column(n) / 1000)).alias(n) if n in nanos else column(n)
-                      for n in df.columns])
+    # floored in integers (a double holds nanoseconds since 1970 only to about 256 ns; `div` rounds toward zero)
+    micros = {n: F.expr(f"({quoted(n)} - pmod({quoted(n)}, 1000)) div 1000") for n in nanos}
+    return df.select([F.timestamp_micros(micros[n]).alias(n) if n in nanos else column(n) for n in df.columns])
 
 
 def _first_line(exc: Exception) -> str:
@@ -169,7 +169,6 @@ def read_seed_table(spark, dataset: DatasetConfig, source: str):
     """A seed table's partial rows as pandas: each of its columns a learned column of the dataset, typed as
     configured (CSV with a header). A column that is not one, or a value that does not convert, is refused
     naming it."""
-
     fmt = guess_format(source)
     df = load_table(spark, fmt, resolve(source), {"header": "true"} if fmt == "csv" else {},
                     f"seed table {source}")

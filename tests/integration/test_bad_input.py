@@ -179,3 +179,13 @@ def test_a_run_refuses_a_bad_source_and_leaves_no_table(project, spark, case, co
     assert_refused(cli("run", _config(project, name, *sources[case]), "--run-id", f"{name}-1"), code, *words)
     lake = project / "var" / "lake"
     assert not (lake / name).exists() and not (lake / f"{name}_staging").exists()
+
+
+def test_nanosecond_timestamps_are_read_floored_to_the_microsecond(project, spark):
+    from pipelines.source import load_table
+
+    stamps = pd.Series(pd.to_datetime(["2024-05-01 12:34:56.123456789", "1969-12-31 23:59:59.999999999",
+                                       "2262-04-11 23:47:16.854775807"]))
+    pd.DataFrame({"at": stamps}).to_parquet(project / "src" / "stamps.parquet")  # datetime64[ns]
+    read = load_table(spark, "parquet", str(project / "src" / "stamps.parquet"), {}, "stamps").toPandas()["at"]
+    assert list(read) == list(stamps.dt.floor("us"))
