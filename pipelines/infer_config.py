@@ -58,7 +58,7 @@ def infer_config(source: str, fmt: str | None = None, name: str | None = None, o
     rules_text = ""
     if rules:
         share = load_params().train.max_rule_violations
-        discovery, rows = discover(read_source(spark, dataset, check_casts=False), dataset.metadata, sample_rows,
+        discovery, rows = discover(read_source(spark, dataset, check=False), dataset.metadata, sample_rows,
                                    share)
         rules_text = rules_yaml(discovery, rows, share)
     output_part = {"output": config.pop("output")}

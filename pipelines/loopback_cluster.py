@@ -32,6 +32,7 @@ class ClusterError(RuntimeError):
 
 
 def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 now (for a server to start on)."""
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]

@@ -24,7 +24,8 @@ def run(ctx: RunContext, spark) -> dict:
     """Statistics of the training rows; the holdout (profile.holdout_fraction of the source, by a row hash
     seeded with profile.holdout_seed) is only counted here, so nothing learned downstream comes from it."""
     fraction, seed = ctx.params.profile.holdout_fraction, ctx.params.profile.holdout_seed
-    df = split(read_source(spark, ctx.dataset), "train", fraction, seed).cache()
+    source = read_source(spark, ctx.dataset)  # its casts and header checked once
+    df = split(source, "train", fraction, seed).cache()
     try:
         body = {
             "dataset": ctx.dataset.name,
@@ -34,7 +35,7 @@ def run(ctx: RunContext, spark) -> dict:
         body["rules"] = _rule_shares(df, ctx, body["rows"])
     finally:
         df.unpersist()
-    holdout_rows = split(read_source(spark, ctx.dataset), "holdout", fraction, seed).count()
+    holdout_rows = split(source, "holdout", fraction, seed).count()
     if holdout_rows == 0:
         raise StageError(f"dataset '{ctx.dataset.name}': the holdout ({fraction:.0%} of the source) is empty; "
                          "the source is too small to validate against")

@@ -26,17 +26,18 @@ def spark_schema(columns: list[ColumnSpec]):
     return T.StructType([T.StructField(c.name, types[storage_type(c)]) for c in columns])
 
 
-def read_source(spark, dataset: DatasetConfig, check_casts: bool = True):
+def read_source(spark, dataset: DatasetConfig, check: bool = True):
     """The source as a DataFrame with exactly the configured columns, in order, with their types.
 
     CSV columns arrive as text and are cast here; a value that does not cast is an error naming the
-    column and the value, not a silent null (`check_casts`: one Spark job over the source). NaN and
+    column and the value, not a silent null, and so is a CSV header naming a column twice (`check`: a Spark job
+    each; the stages after profile skip them, read_profiled). NaN and
     infinities in a numeric column are read as missing values: no generator learns them.
     """
     src = dataset.source
     what = f"dataset '{dataset.name}': source {src.path}"
     names = [c.name for c in dataset.columns]
-    df = load_table(spark, src.format, resolve(src.path), src.options, what, names)
+    df = load_table(spark, src.format, resolve(src.path), src.options, what, names, check_header=check)
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise StageError(f"{what} lacks configured columns {missing}; it has {df.columns}")
@@ -46,7 +47,7 @@ def read_source(spark, dataset: DatasetConfig, check_casts: bool = True):
                               f"synthlake learns flat columns: leave it out of `columns` or flatten it upstream")
     typed = df.select([_finite(column(c.name).try_cast(storage_type(c)), storage_type(c)).alias(c.name)
                        for c in dataset.columns])
-    if check_casts:
+    if check:
         _check_casts(df, typed, dataset)
     return typed
 
@@ -66,11 +67,12 @@ def is_flat(data_type) -> bool:
     return not isinstance(data_type, (T.ArrayType, T.StructType, T.MapType, T.VariantType))
 
 
-def load_table(spark, fmt: str, path: str, options: dict, what: str, names: list[str] | None = None):
+def load_table(spark, fmt: str, path: str, options: dict, what: str, names: list[str] | None = None,
+               check_header: bool = True):
     """A source table as Spark reads it, for every reader of one (the stages, seed tables, infer-config). A
     missing or unreadable file, a table Spark refuses, or a CSV header naming a column twice is a StageError
-    naming it. Parquet's nanosecond timestamps come back as timestamps (microseconds). `names`: a headerless
-    CSV's columns."""
+    naming it (`check_header`: a Spark job). Parquet's nanosecond timestamps come back as timestamps
+    (microseconds). `names`: a headerless CSV's columns."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import AnalysisException, PySparkException
 
@@ -82,7 +84,7 @@ def load_table(spark, fmt: str, path: str, options: dict, what: str, names: list
         reader = reader.schema(", ".join(f"{quoted(n)} string" for n in names))
     try:
         df = reader.load(path)
-        if header:
+        if header and check_header:
             _check_header(spark, path, options, what)
     except (AnalysisException, PySparkException, Py4JJavaError) as exc:
         raise StageError(f"{what}: Spark cannot read {path}: {_first_line(exc)}") from exc
@@ -209,7 +211,7 @@ def read_profiled(spark, ctx, profile: ProfileRecord):
         raise StageError(f"dataset '{ctx.dataset.name}': source {profile.source.path} changed since run "
                          f"{ctx.run_id!r} profiled it ({profile.source.fingerprint} -> {now}): run the profile "
                          f"stage again, under a new run id")
-    return read_source(spark, ctx.dataset, check_casts=False)
+    return read_source(spark, ctx.dataset, check=False)
 
 
 def read_real(spark, ctx, part: str, profile: ProfileRecord, source=None):

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipelines.loopback_cluster import free_port  # noqa: F401  (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the project's environment: python, spark-submit, airflow
@@ -99,13 +100,6 @@ def airflow_env(root: Path, airflow_home: Path, **extra: str) -> dict[str, str]:
         AIRFLOW_CONN_SPARK_LOCAL='{"conn_type": "spark", "host": "local[2]"}',
         **extra,
     )
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 now (for a server a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spark_session(app_name: str):

@@ -89,7 +89,7 @@ def lake(project, spark):
     from pipelines.source import read_source, spark_schema
 
     adult = context(project)
-    source = read_source(spark, adult.dataset, check_casts=False).cache()
+    source = read_source(spark, adult.dataset, check=False).cache()
     write_partition(spark, adult, "published", source.limit(300))
     write_partition(spark, context(project, OTHER), "published", source.orderBy("fnlwgt").limit(120))
     write_partition(spark, context(project, STAGED), "staging", source.limit(50))
