@@ -222,11 +222,15 @@ def read_real(spark, ctx, part: str, profile: ProfileRecord, source=None):
     return split(source, part, holdout.fraction, holdout.seed)
 
 
-def bounded(df, limit: int, seed: int, total: int | None = None):
-    """At most `limit` rows of `df`, sampled by `seed`; `total` (its row count) saves a count when known."""
+def bounded(df, limit: int, seed: int, total: int | None = None, exact: bool = True):
+    """At most `limit` rows of `df`, sampled by `seed`; `total` (its row count) saves a count when known.
+    `exact=False`: about `limit` (a Bernoulli sample, no limit), so the rows stay spread over the partitions
+    (a limit gathers them into one) and the same on every read."""
     total = df.count() if total is None else total
     if total <= limit:
         return df
+    if not exact:
+        return df.sample(fraction=limit / total, seed=seed)
     return df.sample(fraction=min(1.0, 1.2 * limit / total), seed=seed).limit(limit)
 
 

@@ -14,6 +14,7 @@ from pipelines.context import RunContext, StageError
 from pipelines.records import CheckRecord, ProfileRecord, TrainPlacement, TrainRecord
 from pipelines.source import bounded, read_real
 
+ENCODED_FILE = "encoded.npy"  # in train_work: the rows encoded on the driver (else pipelines.encode.SHARDS)
 RANK0_FILE = "rank0.json"  # in train_work: where rank 0 ran (host, working directory), written by rank 0
 
 
@@ -32,20 +33,12 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
     from pipelines import tracking
 
     store = ctx.store
-    profile = store.read(ProfileRecord)
     p = ctx.params.train
-    table = _training_table(spark, ctx, profile)
-    rules = fit_rules(ctx, table)
-    model = build_model(ctx, None if rules is None else rules.learned_metadata())
-    print(f"[synthlake] train: attempt {ctx.attempt}, encoding {len(table)} rows"
-          + (f", hyper-parameters {ctx.hyper_step}" if ctx.hyper_step else ""), flush=True)
-    encoded = model.prepare(table if rules is None else rules.transform(table), seed=ctx.params.seed)
-
     work = store.path("train_work")
     model_dir = store.path("model")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    np.save(work / "encoded.npy", encoded)
+    model, rules, training_rows = _encode(ctx, spark, work)
     on_executors = ctx.env.train_on == "executors"
     use_gpu = _use_gpu(spark, p.use_gpu, on_executors)
     processes = p.num_processes
@@ -70,7 +63,7 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
     with tracking.attempt_run(ctx, check.mlflow_run_id) as run:
         mlflow.set_tags({"synthlake.attempt": ctx.attempt, "synthlake.training_key": check.training_key})
         mlflow.log_params({"generator": ctx.dataset.generator, "seed": ctx.params.seed,
-                           "training_rows": len(table), "num_processes": processes,
+                           "training_rows": training_rows, "num_processes": processes,
                            "use_gpu": use_gpu, "train_on": placement.train_on,
                            "rank0_host": placement.rank0_host, "rank0_working_dir": placement.rank0_working_dir,
                            **model.hyper})
@@ -86,9 +79,40 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
     tracking.set_alias(ctx.model_name, tracking.CHALLENGER, info.registered_model_version)
     return TrainRecord(mlflow_run_id=run.info.run_id, model_name=ctx.model_name,
                        model_version=str(info.registered_model_version), model_uri=info.model_uri,
-                       training_rows=len(table), epochs=len(history),
+                       training_rows=training_rows, epochs=len(history),
                        final_losses=history[-1] if history else None, privacy=privacy,
                        attempt=ctx.attempt, hyper_step=ctx.hyper_step, placement=placement)
+
+
+def _encode(ctx: RunContext, spark, work: Path):
+    """The model with its encodings fitted and the training rows encoded into `work`: by the executors
+    (pipelines.encode: shards, the driver never holds the rows) when the generator shards and there are no
+    rules, else on the driver (ENCODED_FILE). Returns the model, the fitted rules (or None) and the number of
+    training rows."""
+    from pipelines import encode
+
+    profile = ctx.store.read(ProfileRecord)
+    step = f", hyper-parameters {ctx.hyper_step}" if ctx.hyper_step else ""
+    model = build_model(ctx) if ctx.dataset.ruleset is None else None
+    if model is not None and encode.encodes_on_spark(model):
+        print(f"[synthlake] train: attempt {ctx.attempt}, encoding about {min(ctx.params.train.max_rows, profile.rows)}"
+              f" rows on the executors{step}", flush=True)
+        rows = encode.fit_and_encode(spark, training_rows(spark, ctx, profile, exact=False), model, work)
+        return model, None, rows
+    table = training_rows(spark, ctx, profile).toPandas()
+    rules = fit_rules(ctx, table)
+    model = build_model(ctx, None if rules is None else rules.learned_metadata())
+    print(f"[synthlake] train: attempt {ctx.attempt}, encoding {len(table)} rows on the driver{step}", flush=True)
+    encoded = model.prepare(table if rules is None else rules.transform(table), seed=ctx.params.seed)
+    np.save(work / ENCODED_FILE, encoded)
+    return model, rules, len(table)
+
+
+def training_rows(spark, ctx: RunContext, profile: ProfileRecord, exact: bool = True):
+    """The training rows (never the holdout), sampled down to train.max_rows by the run seed (see `bounded` for
+    `exact`)."""
+    return bounded(read_real(spark, ctx, "train", profile), ctx.params.train.max_rows, ctx.params.seed,
+                   total=profile.rows, exact=exact)
 
 
 def _reuse(ctx: RunContext, check: CheckRecord) -> TrainRecord:
@@ -173,12 +197,6 @@ def check_hyper(ctx: RunContext) -> None:
             raise ConfigError(f"{where}: {exc}") from exc
 
 
-def _training_table(spark, ctx: RunContext, profile: ProfileRecord):
-    """The training rows (never the holdout) as pandas, sampled down to train.max_rows by the run seed."""
-    return bounded(read_real(spark, ctx, "train", profile), ctx.params.train.max_rows, ctx.params.seed,
-                   total=profile.rows).toPandas()
-
-
 def _use_gpu(spark, setting: str, on_executors: bool = False) -> bool:
     """GPUs when asked for (or, on auto, when CUDA is there and Spark's driver has GPUs configured). On the
     executors: when Spark gives each task GPUs (spark.task.resource.gpu.amount); the driver cannot see their CUDA."""
@@ -226,6 +244,7 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
     import torch
     import torch.distributed as dist
 
+    from pipelines.encode import SHARDS, rank_rows
     from synthlake.generators import TrainOptions
 
     dist.init_process_group("nccl" if use_gpu else "gloo")
@@ -236,14 +255,19 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_gpu else "cpu"
     if not use_gpu:
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // dist.get_world_size()))
-    encoded = np.load(Path(work) / "encoded.npy", mmap_mode="r")
+    shards = Path(work) / SHARDS
+    if shards.exists():  # encoded on the executors: this process reads its own rows only
+        encoded = rank_rows(shards, rank, dist.get_world_size())
+    else:
+        encoded = np.load(Path(work) / ENCODED_FILE, mmap_mode="r")
 
     def progress(record: dict) -> None:
         figures = " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
         of = f"/{model.hyper['epochs']}" if "epochs" in model.hyper else ""  # a generator may declare no epochs
         print(f"[synthlake] train: epoch {record['epoch'] + 1}{of} {figures}", flush=True)
 
-    options = TrainOptions(seed=seed, device=device, on_epoch=progress, checkpoint_dir=checkpoints)
+    options = TrainOptions(seed=seed, device=device, on_epoch=progress, checkpoint_dir=checkpoints,
+                           sharded=shards.exists())
     history = model.train(np.asarray(encoded), options)
     if rank == 0:  # the whole model (to resume or inspect) and its Sampler (what sampling and serving load)
         tmp = Path(model_dir + ".tmp")

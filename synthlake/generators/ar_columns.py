@@ -6,6 +6,7 @@ Kept apart from the network (no torch here), so executors sample without importi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +32,17 @@ class CategoricalColumn:
     def fit(cls, spec: ColumnSpec, values: pd.Series, min_count: int, max_categories: int) -> CategoricalColumn:
         labels = category_strings(values)
         counts = labels.dropna().value_counts()
-        order = most_frequent_first(counts.items())
+        return cls.from_counts(spec, counts.items(), len(counts), bool(labels.isna().any()), min_count,
+                               max_categories)
+
+    @classmethod
+    def from_counts(cls, spec: ColumnSpec, counts: Iterable[tuple[str, int]], distinct: int, null: bool,
+                    min_count: int, max_categories: int) -> CategoricalColumn:
+        """From (label, count) pairs (at least the `max_categories` most frequent that occur `min_count` times),
+        the number of distinct labels and whether any value is null: what `fit` finds, from aggregates."""
+        order = most_frequent_first(counts)
         kept = [v for v, c in order if c >= min_count][:max_categories]
-        return cls(spec.name, kept, len(order) > len(kept), bool(labels.isna().any()))
+        return cls(spec.name, kept, distinct > len(kept), null)
 
     @classmethod
     def fit_dp(
@@ -107,23 +116,25 @@ class NumericColumn:
 
     @classmethod
     def fit(cls, spec: ColumnSpec, series: pd.Series, max_bins: int, n_knots: int) -> NumericColumn:
+        """Exact values when `keeps_values`, else quantile bins. pipelines.encode fits the same from Spark
+        aggregates (approximate quantiles), through the same pieces: `keeps_values`, `bin_edges`,
+        `RESOLUTIONS`."""
         is_dt = spec.kind == ColumnKind.DATETIME
-        tz = _time_zone(series) if is_dt else None
+        tz = column_time_zone(series) if is_dt else None
         x = to_float(series, datetime=is_dt)
         null = bool(np.isnan(x).any())
         x = np.sort(x[~np.isnan(x)])
         column = cls(spec.name, integer=spec.integer, datetime=is_dt, tz=tz, null=null)
         if is_dt and x.size:
-            column.resolution = next((r for r in (86400.0, 3600.0, 60.0, 1.0) if np.all(np.mod(x, r) == 0)), None)
+            column.resolution = next((r for r in RESOLUTIONS if np.all(np.mod(x, r) == 0)), None)
         distinct = np.unique(x)
-        if distinct.size <= max_bins and (spec.integer or 4 * distinct.size <= x.size):
+        if keeps_values(spec, distinct.size, x.size, max_bins):
             column.values = distinct.tolist()
             return column
-        edges = np.unique(np.quantile(x, np.arange(1, max_bins) / max_bins, method="lower"))
-        edges = edges[edges < x[-1]]  # the last bin (edges[-1], max] is not empty
+        edges = bin_edges(np.quantile(x, bin_levels(max_bins), method="lower"), x[-1])
         bounds = np.searchsorted(x, edges, side="right")  # bin b is x[bounds[b-1]:bounds[b]]
         starts, stops = np.r_[0, bounds], np.r_[bounds, x.size]
-        q = np.linspace(0, 1, n_knots)
+        q = knot_levels(n_knots)
         column.edges = edges.tolist()
         column.knots = [np.quantile(x[a:b], q).tolist() for a, b in zip(starts, stops, strict=True)]
         return column
@@ -136,7 +147,7 @@ class NumericColumn:
         over data-independent grids. Datetimes come out at a resolution of one second (the training values'
         resolution is not released). Returns the noisy row count too."""
         is_dt = spec.kind == ColumnKind.DATETIME
-        tz = _time_zone(series) if is_dt else None
+        tz = column_time_zone(series) if is_dt else None
         x = to_float(series, datetime=is_dt)
         found = dp.dp_numeric(x, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
         column = cls(
@@ -224,6 +235,30 @@ class NumericColumn:
 
 
 Column = CategoricalColumn | NumericColumn
+RESOLUTIONS = (86400.0, 3600.0, 60.0, 1.0)  # a datetime column's resolution: the first its values are whole in
+
+
+def keeps_values(spec: ColumnSpec, distinct: int, rows: int, max_bins: int) -> bool:
+    """Whether a numeric column keeps one token per distinct value (else quantile bins): an integer column with
+    at most `max_bins` values, or any column whose few values repeat (each four times on average)."""
+    return distinct <= max_bins and (spec.integer or 4 * distinct <= rows)
+
+
+def bin_levels(max_bins: int) -> np.ndarray:
+    """The quantile levels whose (lower) quantiles are the bin edges."""
+    return np.arange(1, max_bins) / max_bins
+
+
+def knot_levels(n_knots: int) -> np.ndarray:
+    """The within-bin quantile levels kept as a bin's knots."""
+    return np.linspace(0, 1, n_knots)
+
+
+def bin_edges(quantiles: np.ndarray, maximum: float) -> np.ndarray:
+    """The bins' upper edges from the column's quantiles at `bin_levels`: distinct, and below the maximum so
+    that the last bin (edges[-1], maximum] is not empty."""
+    edges = np.unique(quantiles)
+    return edges[edges < maximum]
 
 
 def with_nulls(tokens: np.ndarray, missing: np.ndarray, null_token: int | None, name: str) -> np.ndarray:
@@ -249,9 +284,24 @@ def column_from_json(data: dict[str, Any]) -> Column:
     return CategoricalColumn(**data) if kind == "categorical" else NumericColumn(**data)
 
 
-def _time_zone(series: pd.Series) -> str | None:
+def column_time_zone(series: pd.Series) -> str | None:
+    """A datetime column's time zone, read as pandas reads it (None for naive values, or no values)."""
     dtype = pd.to_datetime(series, utc=False).dtype if len(series) else None
     return str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
+
+
+def encode_rows(columns: list[Column], splits: list[int], table: pd.DataFrame) -> np.ndarray:
+    """The model's token matrix of `table`'s rows (int32, a split column as two: see `model_tokens`); torch-free,
+    so that executors encode rows."""
+    return model_tokens([c.encode(table[c.name]) for c in columns], splits)
+
+
+def model_tokens(tokens: list[np.ndarray], splits: list[int]) -> np.ndarray:
+    """Each column's tokens as the model's columns: a split column's coarse (t // F) and fine (t % F) token."""
+    parts = []
+    for t, fine in zip(tokens, splits, strict=True):
+        parts += [t // fine, t % fine] if fine else [t]
+    return np.column_stack(parts).astype(np.int32)
 
 
 def join_split(sub: np.ndarray, columns: list[Column], splits: list[int]) -> list[np.ndarray]:

@@ -41,10 +41,12 @@ secure_mode); `dp_noise_seed` seeds it for tests only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,19 @@ import torch
 import torch.distributed as dist
 
 from synthlake.generators import ar_dp
-from synthlake.generators.ar_columns import Column, column_from_json, fit_columns, split_width
+from synthlake.generators.ar_columns import (
+    Column,
+    column_from_json,
+    encode_rows,
+    fit_columns,
+    model_tokens,
+    split_width,
+)
 from synthlake.generators.ar_hyper import TabularARHyper
 from synthlake.generators.ar_network import Network, column_ranks, mean_loss, val_sums
 from synthlake.generators.ar_sampler import FrozenSampler
 from synthlake.generators.base import Generator, TrainOptions
-from synthlake.generators.training import EarlyStopping, EpochLoop, batch_order, rank_and_world, stream
+from synthlake.generators.training import EarlyStopping, EpochLoop, across_ranks, batch_order, rank_and_world, stream
 from synthlake.metadata import TableMetadata
 
 WEIGHTS_FILE = "generator.pt"
@@ -73,6 +82,7 @@ class AutoregressiveGenerator(Generator):
     Hyper = TabularARHyper
     supports_privacy = True
     resumable = True
+    shards = True
 
     def __init__(self, metadata: TableMetadata, privacy: dict[str, float] | None = None, **hyper: Any):
         super().__init__(metadata, privacy=privacy, **hyper)
@@ -89,8 +99,9 @@ class AutoregressiveGenerator(Generator):
     def _splits(self) -> list[int]:
         return [split_width(c.vocab, self.hyper["split_above"]) for c in self.columns]
 
-    def _sub_vocab(self) -> list[int]:
-        """The model's columns: a column with many tokens is two, its coarse and its fine token."""
+    def vocabulary(self) -> list[int]:
+        """Each model column's number of tokens (a column with many tokens is two, its coarse and its fine token):
+        the width of the encoded rows."""
         vocab = []
         for column, fine in zip(self.columns, self._splits(), strict=True):
             vocab += [math.ceil(column.vocab / fine), fine] if fine else [column.vocab]
@@ -104,11 +115,6 @@ class AutoregressiveGenerator(Generator):
             fine += [0, 1] if split else [0]
         return torch.tensor(owners), torch.tensor(fine)
 
-    def _to_sub(self, tokens: list[np.ndarray]) -> np.ndarray:
-        parts = []
-        for t, fine in zip(tokens, self._splits(), strict=True):
-            parts += [t // fine, t % fine] if fine else [t]
-        return np.column_stack(parts).astype(np.int32)
 
     # ---- encoding --------------------------------------------------------------------------------
     def prepare(self, table: pd.DataFrame, seed: int = 0) -> np.ndarray:
@@ -122,9 +128,27 @@ class AutoregressiveGenerator(Generator):
             self.columns, budget, noisy_rows = ar_dp.fit_columns(self.metadata, table, self.privacy, h,
                                                                  self._noise_rng(0))
             self._dp = (budget, noisy_rows)
-            return self._to_sub([c.encode(ar_dp.fill_nulls(c, table[c.name])) for c in self.columns])
+            return model_tokens([c.encode(ar_dp.fill_nulls(c, table[c.name])) for c in self.columns],
+                                self._splits())
         self.columns = fit_columns(self.metadata, table, h)
-        return self._to_sub([c.encode(table[c.name]) for c in self.columns])
+        return self.encoder()(table)
+
+    def use_columns(self, columns: list[Column]) -> None:
+        """Take column encodings fitted elsewhere instead of prepare(): pipelines.encode fits them from Spark
+        aggregates, the same way `fit_columns` fits them from a table (approximate quantiles aside). Not under
+        privacy, whose encodings are DP."""
+        if self.privacy is not None:
+            raise ValueError("under differential privacy the column encodings are fitted by prepare()")
+        if [c.name for c in columns] != [s.name for s in self.metadata.learned_columns]:
+            raise ValueError("one encoding per learned column, in the metadata's order")
+        self.columns, self.network, self._sampler, self.privacy_report = columns, None, None, None
+
+    def encoder(self) -> Callable[[pd.DataFrame], np.ndarray]:
+        """Rows -> the model's token matrix (int32), with the fitted encodings; torch-free and picklable, so that
+        executors encode the training rows."""
+        if self.columns is None:
+            raise RuntimeError("call prepare() or use_columns() first")
+        return functools.partial(encode_rows, self.columns, self._splits())
 
     def _noise_rng(self, stream_id: int) -> np.random.Generator:
         entropy = None if self.dp_noise_seed is None else [self.dp_noise_seed, stream_id]
@@ -142,11 +166,15 @@ class AutoregressiveGenerator(Generator):
         `options.checkpoint_dir`: after every epoch rank 0 writes a checkpoint there (atomically), before
         calling `on_epoch`; a later train() that finds one written for the same rows, encodings,
         hyper-parameters (other than `epochs` without privacy), privacy and seed resumes after its epoch, on
-        every rank, and ends with the weights an uninterrupted run would have."""
+        every rank, and ends with the weights an uninterrupted run would have.
+
+        `options.sharded`: `encoded` holds this process's own rows (the train stage's executors wrote a shard
+        per process), not every process's: each takes its validation rows from its own, and the processes agree
+        on the number of steps. In one process it trains as unsharded."""
         if self.columns is None:
             raise RuntimeError("call prepare() before train()")
         encoded = np.asarray(encoded)
-        vocab = self._sub_vocab()
+        vocab = self.vocabulary()
         if encoded.ndim != 2 or encoded.shape[1] != len(vocab):
             raise ValueError(f"encoded rows must have {len(vocab)} columns, got shape {encoded.shape}")
         if len(encoded) and ((encoded < 0).any() or (encoded >= np.asarray(vocab)).any()):
@@ -167,7 +195,7 @@ class AutoregressiveGenerator(Generator):
                world: int) -> list[dict[str, float]]:
         """The one training loop, with DP-SGD as an option."""
         h, seed, device = self.hyper, options.seed, options.device
-        shard, val, train_rows = self._split_rows(encoded, seed, rank, world, device)
+        shard, val, train_rows, rows = self._split_rows(encoded, seed, rank, world, device, options.sharded)
         torch.manual_seed(seed)  # identical initial weights on every rank
         network = self._build(vocab).to(device)
         opt = torch.optim.Adam(network.parameters(), lr=h["lr"], weight_decay=h["weight_decay"])
@@ -209,12 +237,12 @@ class AutoregressiveGenerator(Generator):
                       "val_loss": losses[1].item() / losses[2].item() if losses[2] > 0 else math.nan}
             return record if private is None else {**record, "epsilon": private.epsilon()}
 
-        signature = self._signature(encoded, seed, world, extra)
+        signature = self._signature(encoded, seed, world, extra, options.sharded)
         loop = EpochLoop(options, signature, parts, early)
         history = loop.run(h["epochs"], one_epoch)
         self.network, self._sampler = network.cpu().eval(), None
         if private is None:
-            self.training = {"epochs_run": len(history), "rows": len(encoded), **early.summary()}
+            self.training = {"epochs_run": len(history), "rows": rows, **early.summary()}
         else:
             private.close()
             self.privacy_report = private.report(self.privacy, history[-1]["epsilon"])
@@ -222,21 +250,32 @@ class AutoregressiveGenerator(Generator):
                              "best_val_loss": None}
         return history
 
-    def _split_rows(self, encoded: np.ndarray, seed: int, rank: int, world: int, device: str):
-        """This rank's training shard and validation rows (none under privacy) as tensors on `device`, and the
-        number of training rows over all ranks."""
+    def _split_rows(self, encoded: np.ndarray, seed: int, rank: int, world: int, device: str, sharded: bool):
+        """This rank's training shard and validation rows (none under privacy) as tensors on `device`, the
+        number of training rows over all ranks and the number of rows."""
         def tensor(rows: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(rows.astype(np.int64)).to(device)
 
         if self.privacy is not None:
-            return tensor(encoded), tensor(encoded[:0]), len(encoded)
-        order = np.random.default_rng(seed).permutation(len(encoded))  # the same split on every rank
-        n_val = int(len(encoded) * self.hyper["val_fraction"]) if len(encoded) >= 20 else 0
+            return tensor(encoded), tensor(encoded[:0]), len(encoded), len(encoded)
+        if not sharded:
+            order = np.random.default_rng(seed).permutation(len(encoded))  # the same split on every rank
+            n_val = int(len(encoded) * self.hyper["val_fraction"]) if len(encoded) >= 20 else 0
+            val_rows, train_rows = order[:n_val], order[n_val:]
+            if len(train_rows) < world:
+                raise ValueError(f"{len(train_rows)} training rows cannot be split over {world} processes")
+            return tensor(encoded[np.sort(train_rows[rank::world])]), \
+                tensor(encoded[np.sort(val_rows[rank::world])]), len(train_rows), len(encoded)
+        rows = across_ranks(len(encoded), dist.ReduceOp.SUM) if world > 1 else len(encoded)
+        order = np.random.default_rng(seed if world == 1 else [seed, rank]).permutation(len(encoded))
+        n_val = int(len(encoded) * self.hyper["val_fraction"]) if rows >= 20 else 0
         val_rows, train_rows = order[:n_val], order[n_val:]
-        if len(train_rows) < world:
-            raise ValueError(f"{len(train_rows)} training rows cannot be split over {world} processes")
-        return tensor(encoded[np.sort(train_rows[rank::world])]), tensor(encoded[np.sort(val_rows[rank::world])]), \
-            len(train_rows)
+        if world > 1 and across_ranks(len(train_rows), dist.ReduceOp.MIN) == 0:  # every rank raises, or none
+            raise ValueError(f"a process has no training rows in its shard ({rows} rows over {world} processes)")
+        if not len(train_rows):
+            raise ValueError(f"{rows} rows leave no training rows")
+        total = across_ranks(len(train_rows), dist.ReduceOp.SUM) if world > 1 else len(train_rows)
+        return tensor(encoded[np.sort(train_rows)]), tensor(encoded[np.sort(val_rows)]), total, rows
 
     def _shuffled_batches(self, shard: torch.Tensor, train_rows: int, seed: int, rank: int, world: int):
         """Per epoch, the same number of steps on every rank, each over this rank's shuffled shard."""
@@ -252,13 +291,21 @@ class AutoregressiveGenerator(Generator):
 
         return batches
 
-    def _signature(self, encoded: np.ndarray, seed: int, world: int, extra: dict | None = None) -> str:
-        """What a checkpoint must have been written for to be resumed from."""
+    def _signature(self, encoded: np.ndarray, seed: int, world: int, extra: dict | None = None,
+                   sharded: bool = False) -> str:
+        """What a checkpoint must have been written for to be resumed from (the same on every rank: sharded
+        rows are hashed over all the shards)."""
         hyper = {k: v for k, v in self.hyper.items() if k != "temperature" and (self.privacy or k != "epochs")}
-        rows = hashlib.sha256(np.ascontiguousarray(encoded).tobytes()).hexdigest()
+        rows, shape = hashlib.sha256(np.ascontiguousarray(encoded).tobytes()).hexdigest(), list(encoded.shape)
+        if sharded and world > 1:
+            shards: list[Any] = [None] * world
+            dist.all_gather_object(shards, (rows, len(encoded)))
+            rows = hashlib.sha256("".join(h for h, _ in shards).encode()).hexdigest()
+            shape = [sum(n for _, n in shards), shape[1]]
         return json.dumps(
-            {"rows": rows, "shape": list(encoded.shape), "columns": [c.to_json() for c in self.columns],
-             "hyper": hyper, "privacy": self.privacy, "seed": seed, "world": world, **(extra or {})},
+            {"rows": rows, "shape": shape, "columns": [c.to_json() for c in self.columns],
+             "hyper": hyper, "privacy": self.privacy, "seed": seed, "world": world, **(extra or {}),
+             **({"sharded": True} if sharded else {})},
             sort_keys=True,
         )
 
@@ -287,7 +334,7 @@ class AutoregressiveGenerator(Generator):
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
         self.columns = [column_from_json(c) for c in state["columns"]]
         self.training = state.get("training", {})
-        vocab = self._sub_vocab()
+        vocab = self.vocabulary()
         weights = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         # a model saved before order_mixing existed was trained in one order: its last column has no embedding
         self.network = self._build(vocab, flexible=f"embeddings.{len(vocab) - 1}.weight" in weights)

@@ -88,6 +88,7 @@ class TrainOptions:
     device: str = "cpu"
     on_epoch: EpochCallback | None = None
     checkpoint_dir: str | Path | None = None
+    sharded: bool = False  # the encoded rows are this process's own shard (generators that declare `shards`)
 
 
 @runtime_checkable
@@ -111,6 +112,9 @@ class Generator(ABC):
     Hyper: ClassVar[type[HyperParams]] = HyperParams
     supports_privacy: ClassVar[bool] = False  # trains under differential privacy (`privacy=`)
     resumable: ClassVar[bool] = False  # train() checkpoints every epoch into options.checkpoint_dir and resumes
+    # its encodings can be fitted apart (use_columns), rows encoded by a torch-free `encoder()`, and train()
+    # takes each process's own shard (options.sharded): the train stage then encodes on Spark's executors
+    shards: ClassVar[bool] = False
 
     def __init__(self, metadata: TableMetadata, privacy: dict[str, float] | None = None, **hyper: Any):
         """`privacy`: {"epsilon": ..., "delta": ...} to train with differential privacy, None for none."""

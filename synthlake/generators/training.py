@@ -32,6 +32,13 @@ def rank_and_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def across_ranks(value: int, op) -> int:
+    """An integer reduced over the process group with `op` (a torch.distributed.ReduceOp)."""
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(t, op=op)
+    return int(t.item())
+
+
 def stream(seed: int, rank: int, epoch: int, purpose: int) -> int:
     """A seed for one (seed, rank, epoch, purpose): random streams that a resumed run picks up exactly."""
     return int(np.random.SeedSequence([seed, rank, epoch, purpose]).generate_state(1, np.uint64)[0] >> 1)

@@ -134,7 +134,7 @@ def test_prepare_gives_a_token_matrix():
     model = AutoregressiveGenerator(table_metadata(), **TINY)
     encoded = model.prepare(table, seed=0)
     assert encoded.dtype == np.int32 and len(encoded) == 300
-    vocab = model._sub_vocab()
+    vocab = model.vocabulary()
     assert encoded.shape[1] == len(vocab) >= 5  # a column with many tokens takes two model columns
     assert (encoded >= 0).all() and (encoded < np.asarray(vocab)).all()
 
@@ -194,7 +194,7 @@ def test_high_cardinality_categorical_is_bounded():
     model.fit(table)
     column = model.columns[0]
     assert column.vocab == 2001 and len(column.categories) == 2000 and column.rare
-    assert max(model._sub_vocab()) <= 50  # split into coarse and fine tokens: no head 2000 wide
+    assert max(model.vocabulary()) <= 50  # split into coarse and fine tokens: no head 2000 wide
     assert sum(p.numel() for p in model.network.parameters()) < 50_000
     sample = model.sample(5000, seed=0)
     assert set(sample["city"]) <= {*levels, RARE_CATEGORY} and sample["city"].nunique() > 1000
@@ -279,7 +279,8 @@ def test_it_learns_a_dependency():
 
 
 # ---- data-parallel training ----------------------------------------------------------------------------------
-def _ddp_worker(rank: int, world: int, port: int, model: AutoregressiveGenerator, work: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, model: AutoregressiveGenerator, work: str,
+                sharded: bool = False) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -287,7 +288,10 @@ def _ddp_worker(rank: int, world: int, port: int, model: AutoregressiveGenerator
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         calls = []
-        history = model.train(np.load(Path(work) / "encoded.npy"), TrainOptions(seed=3, on_epoch=calls.append))
+        encoded = np.load(Path(work) / "encoded.npy")
+        options = TrainOptions(seed=3, on_epoch=calls.append, sharded=sharded,
+                               checkpoint_dir=Path(work) / "checkpoints" if sharded else None)
+        history = model.train(encoded[rank::world] if sharded else encoded, options)
         torch.save(model.network.state_dict(), Path(work) / f"rank{rank}.pt")
         (Path(work) / f"rank{rank}.json").write_text(json.dumps({"history": history, "calls": len(calls)}))
     finally:
@@ -312,6 +316,50 @@ def test_ddp_on_two_processes_trains_identical_weights(tmp_path):
     single = AutoregressiveGenerator(table_metadata(), **{**TINY, "epochs": 2, "patience": 10})
     single.train(single.prepare(table, seed=0), TrainOptions(seed=3))
     assert any(not torch.equal(w0[k], v) for k, v in single.network.state_dict().items()), "sharded, not copied"
+
+
+def test_sharded_rows_train_in_step_and_resume_on_every_rank(tmp_path):
+    """Each process given its own rows (as the train stage's executors shard them): identical weights on both,
+    and the checkpoint's signature, hashed over both shards, resumes on both."""
+    table = make_table(400)
+    model = AutoregressiveGenerator(table_metadata(), **{**TINY, "epochs": 2, "patience": 10})
+    np.save(tmp_path / "encoded.npy", model.prepare(table, seed=0))
+
+    def spawn():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        torch.multiprocessing.spawn(_ddp_worker, args=(2, port, model, str(tmp_path), True), nprocs=2, join=True)
+        return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+    first = spawn()
+    assert first[0]["history"] == first[1]["history"] and first[0]["calls"] == 2
+    w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    again = spawn()  # every epoch is in the checkpoint: both ranks resume past the end, none trains
+    assert again[0]["history"] == first[0]["history"] and again[0]["calls"] == 0
+
+
+def test_one_sharded_process_trains_as_unsharded():
+    table = make_table(300)
+    weights = []
+    for sharded in (False, True):
+        model = AutoregressiveGenerator(table_metadata(), **{**TINY, "epochs": 2})
+        model.train(model.prepare(table, seed=0), TrainOptions(seed=1, sharded=sharded))
+        weights.append(model.network.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_encodings_fitted_elsewhere_encode_as_prepare_does():
+    table = make_table(300)
+    prepared = AutoregressiveGenerator(table_metadata(), **TINY)
+    encoded = prepared.prepare(table, seed=0)
+    other = AutoregressiveGenerator(table_metadata(), **TINY)
+    other.use_columns(prepared.columns)
+    np.testing.assert_array_equal(other.encoder()(table), encoded)
+    assert encoded.shape[1] == len(other.vocabulary())
+    with pytest.raises(ValueError, match="one encoding per learned column"):
+        other.use_columns(prepared.columns[1:])
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ def test_every_parameter_is_trained_under_dp_sgd():
     model = dp_model(epochs=1)
     encoded = model.prepare(dp_table(1000), seed=0)
     torch.manual_seed(0)
-    initial = {k: v.clone() for k, v in model._build(model._sub_vocab()).state_dict().items()}
+    initial = {k: v.clone() for k, v in model._build(model.vocabulary()).state_dict().items()}
     model.train(encoded, TrainOptions(seed=0))
     for name, value in model.network.state_dict().items():
         assert not torch.equal(value, initial[name]), f"{name} did not move"
