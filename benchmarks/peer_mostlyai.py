@@ -14,7 +14,8 @@ or null, "fairness": {"target_column", "sensitive_columns"} or null, "repeats": 
 Trains once (TabularARGN: split, analyze, encode, train, with flexible generation on, its default), then runs
 each task `repeats` times after one warm-up sample (each call is TabularARGN.sample(): generate into the
 workspace, read back into pandas, as a user gets the rows), writes the last call's rows to `out`, and writes
-RESULT.json: {"version", "train_s", "epochs", "tasks": {name: {"rows", "seconds": [...]}}}.
+RESULT.json: {"version", "train_s", "epochs", "rows" (trained on), "tasks": {name: {"rows", "seconds": [...]}}}.
+With "tasks": [] it trains only (no warm-up sample either).
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def main(job_path: str, result_path: str) -> None:
     model.fit(real)
     train_s = time.perf_counter() - started
     result = {"version": version("mostlyai-engine"), "train_s": train_s, "epochs": _epochs(job["workspace"]),
-              "train_threads": torch.get_num_threads(), "tasks": {}}
+              "train_threads": torch.get_num_threads(), "rows": len(real), "tasks": {}}
 
     torch.set_num_threads(job.get("sample_threads", 1))
-    model.sample(n_samples=job.get("warmup_rows", 1000))  # warm-up: lazy set-up is not sampling speed
+    if job["tasks"]:  # a job of training alone (benchmarks/cluster_scale.py) samples nothing
+        model.sample(n_samples=job.get("warmup_rows", 1000))  # warm-up: lazy set-up is not sampling speed
     for task in job["tasks"]:
         seed_data = pd.read_parquet(task["seed_data"]) if task.get("seed_data") else None
         seconds, rows = [], None
