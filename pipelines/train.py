@@ -16,6 +16,7 @@ from pipelines.source import bounded, read_real
 
 ENCODED_FILE = "encoded.npy"  # in train_work: the rows encoded on the driver (else pipelines.encode.SHARDS)
 RANK0_FILE = "rank0.json"  # in train_work: where rank 0 ran (host, working directory), written by rank 0
+LOST_PROCESS = "TorchDistributor failed during training"  # how TorchDistributor says a process exited non-zero
 
 
 def run(ctx: RunContext, spark) -> dict:
@@ -226,8 +227,15 @@ def _distributed_fit(spark, model, work: Path, model_dir: Path, seed: int, proce
     distributor = TorchDistributor(num_processes=processes, local_mode=not on_executors, use_gpu=use_gpu)
     # on the executors each process has the cores Spark gave its task; on the driver, a share of the machine
     threads = int(spark.conf.get("spark.task.cpus", "1")) if on_executors else None
-    history_json = distributor.run(train_process, model, str(work), str(model_dir), seed, use_gpu,
-                                   None if checkpoints is None else str(checkpoints), rules, threads)
+    try:
+        history_json = distributor.run(train_process, model, str(work), str(model_dir), seed, use_gpu,
+                                       None if checkpoints is None else str(checkpoints), rules, threads)
+    except Exception as exc:
+        if LOST_PROCESS not in str(exc):
+            raise
+        kept = f"; the epochs checkpointed in {checkpoints} are kept: running the train stage again for this " \
+               "run id resumes from the last" if checkpoints is not None else ""
+        raise StageError(f"a training process failed or was lost (its log is above){kept}") from None
     if history_json is None:
         raise StageError("training returned no result from rank 0; see the training processes' log above")
     return json.loads(history_json)

@@ -13,6 +13,7 @@ work_dir that is not really shared, or a lake the executors cannot reach, would 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -28,6 +29,8 @@ from pipelines.records import PublishRecord, SampleRecord, TrainRecord
 
 ROWS = 2000
 APP = "synthlake-run-adult"
+LOST_EPOCHS = 8
+LOST_RUN = "lost-rank"
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +129,66 @@ def test_a_process_that_fails_to_start_is_named_with_the_end_of_its_log(tmp_path
 
 KILL_ROWS = 100_000  # 1000 seeded blocks of 100 rows (cluster_project's block_rows) over KILL_PARTITIONS tasks
 KILL_PARTITIONS = 16
+
+
+def training_processes() -> list:
+    """The training processes running now: the children of the torchrun agents that TorchDistributor started."""
+    import psutil
+
+    agents = [p for p in psutil.process_iter(["cmdline"]) if "torch.distributed.run" in (p.info["cmdline"] or [])]
+    return [c for a in agents for c in a.children()]
+
+
+@pytest.mark.slow
+def test_a_training_process_lost_on_an_executor_fails_the_attempt_and_the_retry_resumes(cluster, cluster_run):
+    """The run's train stage again, with more epochs, and one of its two training processes (rank 0 or 1, each in
+    a barrier task on its own executor) killed with SIGKILL once two epochs are checkpointed. The other process's
+    collective fails, the barrier stage fails, and the train stage goes on until its model is written: Spark runs
+    the barrier stage again, or the stage exits with one line and running it again does; either way the training
+    resumes from the checkpoint in the run folder (shared storage) and the history holds every epoch once."""
+    from synthlake.generators.training import CHECKPOINT_FILE
+
+    root, env, _, _ = cluster_run
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["hyper"]["tabular_ar"] = {**params["train"]["hyper"].get("tabular_ar", {}),
+                                              "epochs": LOST_EPOCHS, "patience": LOST_EPOCHS + 1}
+    (root / "params-lost.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def stage(name: str) -> list[str]:
+        return [str(VENV_BIN / "synthlake"), name, "conf/datasets/adult.yaml", "--run-id", LOST_RUN,
+                "--env", "cluster", "--params", "params-lost.yaml"]
+
+    for name in ("profile", "check"):
+        done = subprocess.run(stage(name), cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = root / "var" / "runs" / "adult" / LOST_RUN
+    train = stage("train")
+    checkpoint = run_dir / "train_checkpoints" / CHECKPOINT_FILE
+    proc = subprocess.Popen(train, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saves, seen, killed, started = 0, None, None, time.monotonic()
+    while killed is None and proc.poll() is None and time.monotonic() - started < 400:
+        stamp = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+        saves += stamp is not None and stamp != seen
+        seen = stamp
+        if saves >= 2 and (workers := training_processes()):
+            killed = workers[-1].pid
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=600)
+    print(f"train with a training process killed after {saves} checkpoints: {time.monotonic() - started:.0f}s, "
+          f"exit {proc.returncode}")
+    assert killed is not None, f"no training process to kill:\n{stdout[-2000:]}{stderr[-3000:]}"
+    if proc.returncode != 0:
+        assert proc.returncode == 3, stderr[-3000:]
+        assert "a training process failed or was lost" in stderr.splitlines()[-1], stderr[-3000:]
+        again = subprocess.run(train, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        stdout, stderr = again.stdout, again.stderr
+    # rank 0's progress lines, streamed back to the driver by TorchDistributor (on its stderr)
+    epochs = [int(n) for n in re.findall(rf"train: epoch (\d+)/{LOST_EPOCHS}", stdout + stderr)]
+    assert epochs and epochs[0] >= 3 and epochs[-1] == LOST_EPOCHS, epochs  # resumed after the second epoch
+    trained = TrainRecord.model_validate_json((run_dir / "train.json").read_text())
+    assert trained.epochs == LOST_EPOCHS and not checkpoint.exists()
 
 
 @pytest.mark.slow
