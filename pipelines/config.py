@@ -139,6 +139,9 @@ class TrainParams(Strict):
     num_processes: int = Field(2, ge=1, le=64)  # TorchDistributor processes (DDP)
     use_gpu: Literal["auto", "true", "false"] = "auto"
     max_rows: int = Field(200_000, ge=100)  # training reads at most this many source rows
+    # up to this many training rows are encoded on the driver (one collect: the fastest for small tables); more,
+    # or any when training on the executors, are encoded by the executors (pipelines.encode)
+    driver_encode_rows: int = Field(500_000, ge=0)
     # generator name -> hyper-parameters; those not set take the generator's defaults. Names, defaults and
     # bounds: `synthlake generators`. Checked against the generator when the train stage starts.
     hyper: dict[str, dict[str, Any]] = Field(default_factory=dict)

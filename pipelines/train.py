@@ -87,17 +87,19 @@ def _train(ctx: RunContext, spark, check: CheckRecord) -> TrainRecord:
 
 def _encode(ctx: RunContext, spark, work: Path):
     """The model with its encodings fitted and the training rows encoded into `work`: by the executors
-    (pipelines.encode: shards, the driver never holds the rows) when the generator shards and there are no
-    rules, else on the driver (ENCODED_FILE). Returns the model, the fitted rules (or None) and the number of
-    training rows."""
+    (pipelines.encode: shards, the driver never holds the rows) when the generator shards, there are no rules,
+    and the rows are more than train.driver_encode_rows or training runs on the executors; else on the driver
+    (ENCODED_FILE). Returns the model, the fitted rules (or None) and the number of training rows."""
     from pipelines import encode
 
-    profile = ctx.store.read(ProfileRecord)
+    profile, p = ctx.store.read(ProfileRecord), ctx.params.train
     step = f", hyper-parameters {ctx.hyper_step}" if ctx.hyper_step else ""
     model = build_model(ctx) if ctx.dataset.ruleset is None else None
-    if model is not None and encode.encodes_on_spark(model):
-        print(f"[synthlake] train: attempt {ctx.attempt}, encoding about {min(ctx.params.train.max_rows, profile.rows)}"
-              f" rows on the executors{step}", flush=True)
+    rows = min(p.max_rows, profile.rows)
+    if model is not None and encode.encodes_on_spark(model) and (
+            ctx.env.train_on == "executors" or rows > p.driver_encode_rows):
+        print(f"[synthlake] train: attempt {ctx.attempt}, encoding about {rows} rows on the executors{step}",
+              flush=True)
         rows = encode.fit_and_encode(spark, training_rows(spark, ctx, profile, exact=False), model, work)
         return model, None, rows
     table = training_rows(spark, ctx, profile).toPandas()
@@ -261,6 +263,8 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
         (Path(work) / RANK0_FILE).write_text(json.dumps({"rank0_host": socket.gethostname(),
                                                          "rank0_working_dir": os.getcwd()}))
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_gpu else "cpu"
+    if use_gpu:
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
     if not use_gpu:
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // dist.get_world_size()))
     shards = Path(work) / SHARDS

@@ -266,15 +266,15 @@ class AutoregressiveGenerator(Generator):
                 raise ValueError(f"{len(train_rows)} training rows cannot be split over {world} processes")
             return tensor(encoded[np.sort(train_rows[rank::world])]), \
                 tensor(encoded[np.sort(val_rows[rank::world])]), len(train_rows), len(encoded)
-        rows = across_ranks(len(encoded), dist.ReduceOp.SUM) if world > 1 else len(encoded)
+        rows = across_ranks(len(encoded), dist.ReduceOp.SUM, device) if world > 1 else len(encoded)
         order = np.random.default_rng(seed if world == 1 else [seed, rank]).permutation(len(encoded))
         n_val = int(len(encoded) * self.hyper["val_fraction"]) if rows >= 20 else 0
         val_rows, train_rows = order[:n_val], order[n_val:]
-        if world > 1 and across_ranks(len(train_rows), dist.ReduceOp.MIN) == 0:  # every rank raises, or none
+        if world > 1 and across_ranks(len(train_rows), dist.ReduceOp.MIN, device) == 0:  # every rank raises, or none
             raise ValueError(f"a process has no training rows in its shard ({rows} rows over {world} processes)")
         if not len(train_rows):
             raise ValueError(f"{rows} rows leave no training rows")
-        total = across_ranks(len(train_rows), dist.ReduceOp.SUM) if world > 1 else len(train_rows)
+        total = across_ranks(len(train_rows), dist.ReduceOp.SUM, device) if world > 1 else len(train_rows)
         return tensor(encoded[np.sort(train_rows)]), tensor(encoded[np.sort(val_rows)]), total, rows
 
     def _shuffled_batches(self, shard: torch.Tensor, train_rows: int, seed: int, rank: int, world: int):

@@ -32,9 +32,10 @@ def rank_and_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def across_ranks(value: int, op) -> int:
-    """An integer reduced over the process group with `op` (a torch.distributed.ReduceOp)."""
-    t = torch.tensor([value], dtype=torch.int64)
+def across_ranks(value: int, op, device: str = "cpu") -> int:
+    """An integer reduced over the process group with `op` (a torch.distributed.ReduceOp); `device`: the
+    process's (NCCL reduces CUDA tensors only)."""
+    t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(t, op=op)
     return int(t.item())
 

@@ -1,5 +1,6 @@
 """The driver killed mid-train: `synthlake run` is killed with SIGKILL (its whole process group, the training
-process with it, as when its machine dies) once the flagship has checkpointed a few epochs. Running the train stage
+process with it, as when its machine dies) once the flagship has checkpointed a few epochs (its rows encoded by
+the executors, each of the two training processes on its own shard). Running the train stage
 again for the same run id resumes after the last checkpointed epoch and finishes; the model then samples.
 """
 
@@ -29,8 +30,9 @@ def synthlake(project, *args: str) -> list[str]:
 
 def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     # patience past the epochs: no early stop, so every epoch is trained (or resumed) and counted
-    project = make_project(tmp_path, params={"train": {"max_rows": 1000, "hyper": {"tabular_ar": {
-        "epochs": EPOCHS, "patience": EPOCHS + 1}}}})
+    # driver_encode_rows 0: encoded by the executors, each training process reads its own shard
+    project = make_project(tmp_path, params={"train": {"max_rows": 1000, "driver_encode_rows": 0, "hyper": {
+        "tabular_ar": {"epochs": EPOCHS, "patience": EPOCHS + 1}}}})
     env = project_env(project)
     checkpoint = project / "var" / "runs" / "adult" / RUN / "train_checkpoints" / CHECKPOINT_FILE
     first = subprocess.Popen(synthlake(project, "run"), cwd=project, env=env, start_new_session=True,

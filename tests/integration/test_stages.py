@@ -84,7 +84,7 @@ def test_holdout_is_disjoint_from_training_rows_and_never_trained_on(completed, 
     assert train_rows.count() == prof.rows and holdout_rows.count() == prof.holdout.rows
     assert train_rows.intersect(holdout_rows).count() == 0
     assert source.exceptAll(train_rows.unionAll(holdout_rows)).count() == 0
-    trained_on = train.training_rows(spark, ctx, prof, exact=False)
+    trained_on = train.training_rows(spark, ctx, prof)
     assert trained_on.count() > 0
     assert split(trained_on, "holdout", prof.holdout.fraction, prof.holdout.seed).count() == 0
     other_seed = split(source, "holdout", prof.holdout.fraction, prof.holdout.seed + 1)
