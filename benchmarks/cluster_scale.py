@@ -307,25 +307,34 @@ def train_phases(lines) -> dict:
 
 
 # ---- the pipeline runs ---------------------------------------------------------------------------------
+def stage_run(run_id: str, stage: str, cmd: list[str], env: dict[str, str], work: Path,
+              worker_pids: list[int]) -> tuple[dict, list]:
+    """One `synthlake STAGE` process, watched: its figures (with "failed" when it exits non-zero) and its lines."""
+    print(f"[cluster_scale] {run_id}: {stage} ...", flush=True)
+    result = run_watched(cmd, env, work / "logs" / f"{run_id}-{stage}.log", worker_pids)
+    lines = result.pop("lines")
+    result["stage_s"] = stage_seconds(lines, stage)
+    print(f"[cluster_scale] {run_id}: {stage} exit {result['rc']}, {result['wall_s']:.1f} s"
+          + (f"\n{result['error_tail']}" if result["rc"] else ""), flush=True)
+    if result["rc"] != 0:
+        result["failed"] = f"{stage} exit {result['rc']}"
+    return result, lines
+
+
 def train_run(n: int, placement: str, config: Path, params: Path, env: dict[str, str], work: Path,
               worker_pids: list[int], run_dir_root: Path) -> dict:
     run_id = f"{placement}-n{n}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     synthlake = str(VENV_BIN / "synthlake")
     out = {"n": n, "placement": placement, "run_id": run_id, "stages": {}}
     for stage in ("profile", "check", "train"):
-        print(f"[cluster_scale] {run_id}: {stage} ...", flush=True)
         cmd = [synthlake, stage, str(config), "--run-id", run_id, "--params", str(params), "--env", placement,
                "--retrain", "always"]
-        result = run_watched(cmd, env, work / "logs" / f"{run_id}-{stage}.log", worker_pids)
-        lines = result.pop("lines")
-        result["stage_s"] = stage_seconds(lines, stage)
+        result, lines = stage_run(run_id, stage, cmd, env, work, worker_pids)
         if stage == "train":
             result["phases"] = train_phases(lines)
         out["stages"][stage] = result
-        print(f"[cluster_scale] {run_id}: {stage} exit {result['rc']}, {result['wall_s']:.1f} s"
-              + (f"\n{result['error_tail']}" if result["rc"] else ""), flush=True)
         if result["rc"] != 0:
-            out["failed"] = f"{stage} exit {result['rc']}"
+            out["failed"] = result.pop("failed")
             return out
     record = json.loads((run_dir_root / config.stem / run_id / "train.json").read_text())
     train = out["stages"]["train"]
@@ -339,16 +348,11 @@ def train_run(n: int, placement: str, config: Path, params: Path, env: dict[str,
 def sample_run(trained: dict, rows: int, config: Path, params: Path, env: dict[str, str], work: Path,
                worker_pids: list[int], run_dir_root: Path) -> dict:
     run_id = trained["run_id"]
-    print(f"[cluster_scale] {run_id}: sample {rows} rows ...", flush=True)
     cmd = [str(VENV_BIN / "synthlake"), "sample", str(config), "--run-id", run_id, "--params", str(params), "--env",
            "cluster", "--rows", str(rows)]
-    result = run_watched(cmd, env, work / "logs" / f"{run_id}-sample.log", worker_pids)
-    lines = result.pop("lines")
-    result.update(n=trained["n"], run_id=run_id, rows=rows, stage_s=stage_seconds(lines, "sample"))
-    print(f"[cluster_scale] {run_id}: sample exit {result['rc']}, {result['wall_s']:.1f} s"
-          + (f"\n{result['error_tail']}" if result["rc"] else ""), flush=True)
+    result, _ = stage_run(run_id, "sample", cmd, env, work, worker_pids)
+    result.update(n=trained["n"], run_id=run_id, rows=rows)
     if result["rc"] != 0:
-        result["failed"] = f"sample exit {result['rc']}"
         return result
     record = json.loads((run_dir_root / config.stem / run_id / "sample.json").read_text())
     result["staged_rows"] = record["rows"]
