@@ -265,7 +265,7 @@ def train_process(model, work: str, model_dir: str, seed: int, use_gpu: bool, ch
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_gpu else "cpu"
     if use_gpu:
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
-    if not use_gpu:
+    else:
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // dist.get_world_size()))
     shards = Path(work) / SHARDS
     if shards.exists():  # encoded on the executors: this process reads its own rows only
