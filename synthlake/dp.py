@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
@@ -124,9 +124,25 @@ def dp_categories(
     values = np.asarray(labels, dtype=object)
     missing = np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in values], dtype=bool)
     names, counts = np.unique(values[~missing].astype(str), return_counts=True)
-    noisy = laplace_counts(np.r_[counts, missing.sum()], epsilon, rng)
+    return dp_categories_from_counts(names.tolist(), counts, int(missing.sum()), epsilon, delta, max_categories,
+                                     rng, min_count)
+
+
+def dp_categories_from_counts(
+    names: list[str],
+    counts: np.ndarray,
+    nulls: int,
+    epsilon: float,
+    delta: float,
+    max_categories: int,
+    rng: np.random.Generator,
+    min_count: int = 1,
+) -> DPCategories:
+    """`dp_categories` from the exact counts of every observed category (sorted by name) and of nulls, as
+    Spark aggregates give them."""
+    noisy = laplace_counts(np.r_[np.asarray(counts, dtype=float), nulls], epsilon, rng)
     tau = max(category_threshold(epsilon, delta), float(min_count))
-    order = sorted(zip(noisy[:-1].tolist(), names.tolist(), strict=True), key=lambda cv: (-cv[0], cv[1]))
+    order = sorted(zip(noisy[:-1].tolist(), list(names), strict=True), key=lambda cv: (-cv[0], cv[1]))
     kept = [name for count, name in order if count >= tau][:max_categories]
     null = bool(noisy[-1] > known_bucket_threshold(epsilon))
     return DPCategories(kept, null, float(np.clip(noisy, 0, None).sum()))
@@ -145,14 +161,56 @@ def coarse_grid() -> np.ndarray:
     return np.arange(-LOG_LIMIT, LOG_LIMIT + LOG_STEP / 2, LOG_STEP)
 
 
+class Histograms(Protocol):
+    """The two histograms a numeric column's DP encoding reads: what an array gives (`ArrayHistograms`) or
+    Spark aggregates (pipelines.encode). A row touches one bucket of each."""
+
+    def coarse(self) -> np.ndarray:
+        """Counts of the non-null values per bucket of `coarse_grid()` (symlog values clipped to the grid)."""
+
+    def fine(self, lo: float, hi: float, buckets: int) -> tuple[np.ndarray, int]:
+        """Counts of the non-null values, clipped to [lo, hi], per bucket of `buckets` equal-width buckets
+        between them (`fine_bucket`); and the number of nulls."""
+
+
+def coarse_bucket(x: np.ndarray) -> np.ndarray:
+    """The coarse-grid bucket of each value."""
+    t = np.clip(symlog(np.asarray(x, dtype=float)), -LOG_LIMIT, LOG_LIMIT - 1e-12)
+    return np.searchsorted(coarse_grid(), t, side="right") - 1
+
+
+def fine_bucket(x: np.ndarray, lo: float, hi: float, buckets: int) -> np.ndarray:
+    """The equal-width bucket between lo and hi of each value, clipped to them."""
+    grid = np.linspace(lo, hi, buckets + 1)
+    return np.clip(np.searchsorted(grid, np.clip(x, lo, hi), side="right") - 1, 0, buckets - 1)
+
+
+@dataclass
+class ArrayHistograms:
+    """`Histograms` of an array of values (NaN = null)."""
+
+    x: np.ndarray
+
+    def coarse(self) -> np.ndarray:
+        present = self.x[~np.isnan(self.x)]
+        return np.bincount(coarse_bucket(present), minlength=len(coarse_grid()) - 1)[: len(coarse_grid()) - 1]
+
+    def fine(self, lo: float, hi: float, buckets: int) -> tuple[np.ndarray, int]:
+        missing = np.isnan(self.x)
+        return np.bincount(fine_bucket(self.x[~missing], lo, hi, buckets), minlength=buckets), int(missing.sum())
+
+
 def dp_bounds(x: np.ndarray, epsilon: float, rng: np.random.Generator) -> tuple[float, float, float]:
-    """epsilon-DP bounds of the non-null values x: the outermost coarse-grid buckets whose noisy count passes
+    """epsilon-DP bounds of the non-null values x (see `dp_bounds_of`)."""
+    return dp_bounds_of(ArrayHistograms(np.asarray(x, dtype=float)).coarse(), epsilon, rng)
+
+
+def dp_bounds_of(counts: np.ndarray, epsilon: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    """epsilon-DP bounds from the coarse histogram: the outermost coarse-grid buckets whose noisy count passes
     a threshold that an empty bucket crosses with small probability (none: the largest noisy bucket); and
     the noisy count in the buckets that passed."""
     edges = coarse_grid()
-    t = np.clip(symlog(np.asarray(x, dtype=float)), -LOG_LIMIT, LOG_LIMIT - 1e-12)
-    counts = np.bincount(np.searchsorted(edges, t, side="right") - 1, minlength=len(edges) - 1)
-    noisy = laplace_counts(counts[: len(edges) - 1], epsilon, rng)
+    noisy = laplace_counts(counts, epsilon, rng)
     threshold = math.log(len(noisy) / _BOUNDS_FALSE_POSITIVE) / epsilon  # P(an empty bucket passes) <~ 1%
     passed = np.flatnonzero(noisy > threshold)
     lo_b, hi_b = (passed[0], passed[-1]) if passed.size else (int(np.argmax(noisy)),) * 2
@@ -192,10 +250,19 @@ def dp_numeric(
     where the noisy histogram shows rows. An integer column with at most `max_bins` integers in its bounds
     keeps them all as values (the set is data-independent given the bounds); otherwise `max_bins` quantile
     bins of the noisy histogram, each with `n_knots` within-bin quantiles of it."""
-    x = np.asarray(x, dtype=float)
-    missing = np.isnan(x)
-    present = x[~missing]
-    lo, hi, rows = dp_bounds(present, epsilon / 2, rng)
+    return dp_numeric_of(ArrayHistograms(np.asarray(x, dtype=float)), epsilon, max_bins, n_knots, rng, integer)
+
+
+def dp_numeric_of(
+    histograms: Histograms,
+    epsilon: float,
+    max_bins: int,
+    n_knots: int,
+    rng: np.random.Generator,
+    integer: bool = False,
+) -> DPNumeric:
+    """`dp_numeric` from a column's histograms (an array's, or Spark's aggregates)."""
+    lo, hi, rows = dp_bounds_of(histograms.coarse(), epsilon / 2, rng)
     if integer:
         lo, hi = float(math.floor(lo)), float(math.ceil(hi))
     if hi <= lo:
@@ -203,9 +270,8 @@ def dp_numeric(
     # as many fine buckets as keep the clipped noise (about scale/2 a bucket) near 5% of the rows
     fine = int(np.clip(0.1 * rows * epsilon / 2, 8, FINE_BUCKETS))
     grid = np.linspace(lo, hi, fine + 1)
-    inside = np.clip(np.searchsorted(grid, np.clip(present, lo, hi), side="right") - 1, 0, fine - 1)
-    counts = np.r_[np.bincount(inside, minlength=fine), missing.sum()]
-    noisy = laplace_counts(counts, epsilon / 2, rng)
+    inside, nulls = histograms.fine(lo, hi, fine)
+    noisy = laplace_counts(np.r_[inside, nulls], epsilon / 2, rng)
     null = bool(noisy[-1] > known_bucket_threshold(epsilon / 2))
     mass = np.where(noisy[:-1] > math.log(fine) / (epsilon / 2), noisy[:-1], 0.0)
     if mass.sum() <= 0:
