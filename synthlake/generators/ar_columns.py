@@ -46,12 +46,15 @@ class CategoricalColumn:
 
     @classmethod
     def fit_dp(
-        cls, spec: ColumnSpec, values: pd.Series, budget: tuple[float, float], h: dict, rng: np.random.Generator
+        cls, spec: ColumnSpec, counts: tuple[list[str], np.ndarray, int], budget: tuple[float, float], h: dict,
+        rng: np.random.Generator,
     ) -> tuple[CategoricalColumn, float]:
-        """(epsilon, delta)-DP: noisy counts, categories above the stability threshold; the "other" token is
-        always there (whether any category was dropped is not released). Returns the noisy row count too."""
-        labels = category_strings(values).to_numpy(dtype=object)
-        found = dp.dp_categories(labels, budget[0], budget[1], h["max_categories"], rng, h["min_category_count"])
+        """(epsilon, delta)-DP from the exact counts (every observed label, sorted, its count, and the nulls):
+        noisy counts, categories above the stability threshold; the "other" token is always there (whether any
+        category was dropped is not released). Returns the noisy row count too."""
+        names, found_counts, nulls = counts
+        found = dp.dp_categories_from_counts(names, found_counts, nulls, budget[0], budget[1], h["max_categories"],
+                                             rng, h["min_category_count"])
         return cls(spec.name, found.categories, True, found.null), found.noisy_total
 
     @property
@@ -141,20 +144,19 @@ class NumericColumn:
 
     @classmethod
     def fit_dp(
-        cls, spec: ColumnSpec, series: pd.Series, epsilon: float, h: dict, rng: np.random.Generator
+        cls, spec: ColumnSpec, tz: str | None, histograms: dp.Histograms, epsilon: float, h: dict,
+        rng: np.random.Generator,
     ) -> tuple[NumericColumn, float]:
-        """epsilon-DP (synthlake.dp.dp_numeric): bounds, bins, knots and the null token from noisy histograms
+        """epsilon-DP (synthlake.dp.dp_numeric_of): bounds, bins, knots and the null token from noisy histograms
         over data-independent grids. Datetimes come out at a resolution of one second (the training values'
         resolution is not released). Returns the noisy row count too."""
         is_dt = spec.kind == ColumnKind.DATETIME
-        tz = column_time_zone(series) if is_dt else None
-        x = to_float(series, datetime=is_dt)
-        found = dp.dp_numeric(x, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
+        found = dp.dp_numeric_of(histograms, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
         column = cls(
             spec.name,
             integer=spec.integer,
             datetime=is_dt,
-            tz=tz,
+            tz=tz if is_dt else None,
             resolution=1.0 if is_dt else None,
             values=found.values,
             edges=found.edges,
@@ -290,10 +292,31 @@ def column_time_zone(series: pd.Series) -> str | None:
     return str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
 
 
-def encode_rows(columns: list[Column], splits: list[int], table: pd.DataFrame) -> np.ndarray:
+def encode_rows(columns: list[Column], splits: list[int], table: pd.DataFrame, dp_nulls: bool = False) -> np.ndarray:
     """The model's token matrix of `table`'s rows (int32, a split column as two: see `model_tokens`); torch-free,
-    so that executors encode rows."""
+    so that executors encode rows. `dp_nulls`: DP encodings, whose nulls may have no token (`fill_nulls`)."""
+    if dp_nulls:
+        return model_tokens([c.encode(fill_nulls(c, table[c.name])) for c in columns], splits)
     return model_tokens([c.encode(table[c.name]) for c in columns], splits)
+
+
+def fill_nulls(column: Column, values: pd.Series) -> pd.Series:
+    """Under DP a column's null token exists only if its noisy null count passed a threshold: nulls in a
+    column without one are encoded as "other" (categorical) or the middle value of the column's bins."""
+    if column.null or not values.isna().any():
+        return values
+    if isinstance(column, CategoricalColumn):
+        return values.astype(object).where(values.notna(), RARE_CATEGORY + "\0")  # not a kept category
+    if column.values is not None:
+        middle = column.values[len(column.values) // 2]
+    else:
+        knots = column.knots[len(column.knots) // 2]
+        middle = knots[len(knots) // 2]
+    if column.datetime:
+        stamp = pd.Timestamp(middle, unit="s", tz="UTC")
+        stamp = stamp.tz_localize(None) if column.tz is None else stamp.tz_convert(column.tz)
+        return values.where(values.notna(), stamp)
+    return values.astype(float).fillna(middle)
 
 
 def model_tokens(tokens: list[np.ndarray], splits: list[int]) -> np.ndarray:

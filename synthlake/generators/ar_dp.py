@@ -15,25 +15,61 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
 from synthlake import dp
-from synthlake.generators.ar_columns import CategoricalColumn, Column, NumericColumn
+from synthlake.column_types import category_strings, to_float
+from synthlake.generators.ar_columns import CategoricalColumn, Column, NumericColumn, column_time_zone
 from synthlake.generators.training import StatePart
-from synthlake.metadata import RARE_CATEGORY, ColumnKind, TableMetadata
+from synthlake.metadata import RARE_CATEGORY, ColumnKind, ColumnSpec, TableMetadata
 
 
-def fit_columns(metadata: TableMetadata, table: pd.DataFrame, privacy: dict, hyper: dict,
+class ColumnCounts(Protocol):
+    """What the DP encodings read of the rows: exact counts, noised by synthlake.dp. `TableCounts` gives them
+    from a table; pipelines.encode from Spark aggregates."""
+
+    def categories(self, spec: ColumnSpec) -> tuple[list[str], np.ndarray, int]:
+        """Every observed label (sorted), its count, and the number of nulls."""
+
+    def histograms(self, spec: ColumnSpec) -> dp.Histograms:
+        """The numeric (or datetime, in seconds) column's histograms."""
+
+    def time_zone(self, spec: ColumnSpec) -> str | None:
+        """A datetime column's time zone."""
+
+
+@dataclass
+class TableCounts:
+    """`ColumnCounts` of a table."""
+
+    table: pd.DataFrame
+
+    def categories(self, spec: ColumnSpec) -> tuple[list[str], np.ndarray, int]:
+        labels = category_strings(self.table[spec.name])
+        names, counts = np.unique(labels.dropna().to_numpy(dtype=str), return_counts=True)
+        return names.tolist(), counts, int(labels.isna().sum())
+
+    def histograms(self, spec: ColumnSpec) -> dp.Histograms:
+        return dp.ArrayHistograms(to_float(self.table[spec.name], datetime=spec.kind == ColumnKind.DATETIME))
+
+    def time_zone(self, spec: ColumnSpec) -> str | None:
+        return column_time_zone(self.table[spec.name])
+
+
+def fit_columns(metadata: TableMetadata, counts: ColumnCounts, rows: int, privacy: dict, hyper: dict,
                 rng: np.random.Generator) -> tuple[list[Column], dp.Budget, float]:
-    """The DP column encodings, the budget split and the noisy row count. A column left with no category
-    above the threshold keeps only "other" (generated as RARE_CATEGORY) and null; a numeric column whose noisy
-    histogram shows no bucket clearly above noise gets the largest noisy bucket as its bounds."""
+    """The DP column encodings from the `rows` rows' counts, the budget split and the noisy row count. A column
+    left with no category above the threshold keeps only "other" (generated as RARE_CATEGORY) and null; a
+    numeric column whose noisy histogram shows no bucket clearly above noise gets the largest noisy bucket as
+    its bounds."""
     epsilon, delta = privacy["epsilon"], privacy["delta"]
-    if delta >= 1 / len(table):
-        raise ValueError(f"privacy delta={delta:g} must be below 1/rows = {1 / len(table):.3g}: with delta that "
+    if delta >= 1 / max(rows, 1):
+        raise ValueError(f"privacy delta={delta:g} must be below 1/rows = {1 / max(rows, 1):.3g}: with delta that "
                          f"large, releasing a row outright is within budget")
     specs = metadata.learned_columns
     categorical = [s.name for s in specs if s.kind == ColumnKind.CATEGORICAL]
@@ -42,36 +78,18 @@ def fit_columns(metadata: TableMetadata, table: pd.DataFrame, privacy: dict, hyp
     for spec in specs:
         eps = budget.column_epsilon[spec.name]
         if spec.kind == ColumnKind.CATEGORICAL:
-            column, total = CategoricalColumn.fit_dp(spec, table[spec.name], (eps, budget.column_delta[spec.name]),
-                                                     hyper, rng)
+            column, total = CategoricalColumn.fit_dp(spec, counts.categories(spec),
+                                                     (eps, budget.column_delta[spec.name]), hyper, rng)
             if not column.categories:
                 warnings.warn(f"privacy: no category of column '{spec.name}' clears the threshold at epsilon "
                               f"{eps:.3g}: it generates only {RARE_CATEGORY!r} and nulls (raise epsilon or "
                               f"dp_preprocessing_share)", stacklevel=4)
         else:
-            column, total = NumericColumn.fit_dp(spec, table[spec.name], eps, hyper, rng)
+            tz = counts.time_zone(spec) if spec.kind == ColumnKind.DATETIME else None
+            column, total = NumericColumn.fit_dp(spec, tz, counts.histograms(spec), eps, hyper, rng)
         columns.append(column)
         totals.append(total)
     return columns, budget, float(np.median(totals))  # the median: post-processing of the released counts
-
-
-def fill_nulls(column: Column, values: pd.Series) -> pd.Series:
-    """Under DP a column's null token exists only if its noisy null count passed a threshold: nulls in a
-    column without one are encoded as "other" (categorical) or the middle value of the column's bins."""
-    if column.null or not values.isna().any():
-        return values
-    if isinstance(column, CategoricalColumn):
-        return values.astype(object).where(values.notna(), RARE_CATEGORY + "\0")  # not a kept category
-    if column.values is not None:
-        middle = column.values[len(column.values) // 2]
-    else:
-        knots = column.knots[len(column.knots) // 2]
-        middle = knots[len(knots) // 2]
-    if column.datetime:
-        stamp = pd.Timestamp(middle, unit="s", tz="UTC")
-        stamp = stamp.tz_localize(None) if column.tz is None else stamp.tz_convert(column.tz)
-        return values.where(values.notna(), stamp)
-    return values.astype(float).fillna(middle)
 
 
 class DPSGD:

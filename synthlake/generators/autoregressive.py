@@ -61,7 +61,6 @@ from synthlake.generators.ar_columns import (
     column_from_json,
     encode_rows,
     fit_columns,
-    model_tokens,
     split_width,
 )
 from synthlake.generators.ar_hyper import TabularARHyper
@@ -121,24 +120,31 @@ class AutoregressiveGenerator(Generator):
         """Fit the column encodings (once, before any training process starts); return the token matrix,
         int32, one row per table row, one column per model column (a column with more than `split_above`
         tokens takes two). The encoding is deterministic: `seed` is unused. Under privacy the encodings are
-        DP (ar_dp.fit_columns), and nulls a column keeps no token for are filled (ar_dp.fill_nulls)."""
+        DP (ar_dp.fit_columns), and nulls a column keeps no token for are filled (ar_columns.fill_nulls)."""
         h = self.hyper
         self.network, self._sampler, self.privacy_report = None, None, None
         if self.privacy is not None:
-            self.columns, budget, noisy_rows = ar_dp.fit_columns(self.metadata, table, self.privacy, h,
-                                                                 self._noise_rng(0))
-            self._dp = (budget, noisy_rows)
-            return model_tokens([c.encode(ar_dp.fill_nulls(c, table[c.name])) for c in self.columns],
-                                self._splits())
-        self.columns = fit_columns(self.metadata, table, h)
+            self.use_dp_counts(ar_dp.TableCounts(table), len(table))
+        else:
+            self.columns = fit_columns(self.metadata, table, h)
         return self.encoder()(table)
+
+    def use_dp_counts(self, counts: ar_dp.ColumnCounts, rows: int) -> None:
+        """Under privacy, instead of prepare(): the DP column encodings from the counts of `rows` rows
+        (pipelines.encode gives them from Spark aggregates), charged to the budget as prepare() charges them."""
+        if self.privacy is None:
+            raise ValueError("without privacy, encodings fitted elsewhere come through use_columns()")
+        self.network, self._sampler, self.privacy_report = None, None, None
+        self.columns, budget, noisy_rows = ar_dp.fit_columns(self.metadata, counts, rows, self.privacy, self.hyper,
+                                                             self._noise_rng(0))
+        self._dp = (budget, noisy_rows)
 
     def use_columns(self, columns: list[Column]) -> None:
         """Take column encodings fitted elsewhere instead of prepare(): pipelines.encode fits them from Spark
         aggregates, the same way `fit_columns` fits them from a table (approximate quantiles aside). Not under
         privacy, whose encodings are DP."""
         if self.privacy is not None:
-            raise ValueError("under differential privacy the column encodings are fitted by prepare()")
+            raise ValueError("under differential privacy the column encodings come from prepare() or use_dp_counts()")
         if [c.name for c in columns] != [s.name for s in self.metadata.learned_columns]:
             raise ValueError("one encoding per learned column, in the metadata's order")
         self.columns, self.network, self._sampler, self.privacy_report = columns, None, None, None
@@ -148,7 +154,7 @@ class AutoregressiveGenerator(Generator):
         executors encode the training rows."""
         if self.columns is None:
             raise RuntimeError("call prepare() or use_columns() first")
-        return functools.partial(encode_rows, self.columns, self._splits())
+        return functools.partial(encode_rows, self.columns, self._splits(), dp_nulls=self.privacy is not None)
 
     def _noise_rng(self, stream_id: int) -> np.random.Generator:
         entropy = None if self.dp_noise_seed is None else [self.dp_noise_seed, stream_id]
