@@ -1,7 +1,7 @@
 """Encoding on Spark: a generator's column encodings fitted from Spark aggregates, and the training rows
 encoded by the executors into Parquet shards under train_work, so the driver never holds the training rows.
 
-For a generator that declares `shards` (tabular_ar), without privacy or rules (those fit on the driver). The
+For a generator that declares `shards` (tabular_ar), without rules (those fit and transform on the driver). The
 decisions are synthlake.generators.ar_columns' own (`keeps_values`, `bin_edges`, `RESOLUTIONS`), on what the
 executors compute with the engine's own conversions (`category_strings`, `to_float`):
 - a categorical column: its labels' counts, the `max_categories` most frequent that occur `min_category_count`
@@ -10,6 +10,10 @@ executors compute with the engine's own conversions (`category_strings`, `to_flo
   distinct values of columns with few; then, for binned columns, each bin's knots. Quantiles are
   percentile_approx's (a rank error of at most 1 / QUANTILE_ACCURACY of the column's or bin's rows) where
   prepare() on the driver takes exact ones.
+
+Under differential privacy the executors count instead (`SparkCounts`): every label, and the two histograms
+synthlake.dp reads, bucketed by its own functions; the engine adds the noise on the driver, charged to the
+budget as prepare() charges it, so the encodings are the ones prepare() would draw with the same noise.
 
 Each training process reads every shard and keeps the rows whose position is its rank modulo the number of
 processes (`rank_rows`): balanced, whatever the number and sizes of the files, and the same rows for the same
@@ -30,8 +34,8 @@ SHARDS = "encoded"  # in train_work: Parquet files of int32 columns t0..tK, one 
 
 
 def encodes_on_spark(model) -> bool:
-    """Whether the train stage encodes `model`'s rows on the executors."""
-    return model.shards and model.privacy is None and bool(model.metadata.learned_columns)
+    """Whether the train stage can encode `model`'s rows on the executors."""
+    return model.shards and bool(model.metadata.learned_columns)
 
 
 def fit_and_encode(spark, rows, model, work: Path) -> int:
@@ -40,12 +44,15 @@ def fit_and_encode(spark, rows, model, work: Path) -> int:
     from pyspark import StorageLevel
 
     specs = model.metadata.learned_columns
-    values = _fit_values(rows, specs).persist(StorageLevel.DISK_ONLY)  # read by three jobs; memory stays flat
+    values = _fit_values(rows, specs).persist(StorageLevel.DISK_ONLY)  # read by several jobs; memory stays flat
     try:
-        fitted = {**_categorical(values, specs, model.hyper), **_numeric(rows, values, specs, model.hyper)}
+        if model.privacy is not None:
+            model.use_dp_counts(SparkCounts(values, specs, _time_zones(rows, specs)), values.count())
+        else:
+            fitted = {**_categorical(values, specs, model.hyper), **_numeric(rows, values, specs, model.hyper)}
+            model.use_columns([fitted[i] for i in range(len(specs))])
     finally:
         values.unpersist()
-    model.use_columns([fitted[i] for i in range(len(specs))])
     return _write_shards(spark, rows.select(*[column(s.name) for s in specs]), model, work / SHARDS)
 
 
@@ -131,7 +138,6 @@ def _numeric(rows, values, specs, hyper: dict) -> dict:
         NumericColumn,
         bin_edges,
         bin_levels,
-        column_time_zone,
         keeps_values,
     )
     from synthlake.metadata import ColumnKind
@@ -151,14 +157,13 @@ def _numeric(rows, values, specs, hyper: dict) -> dict:
     stats = values.agg(*aggs).first()
     few = [i for i in nums if stats[f"d{i}"] <= 2 * max_bins]  # approx_count_distinct errs by about 1%
     distinct = _distinct_values(values, few)
-    datetimes = [s.name for s in specs if s.kind == ColumnKind.DATETIME]
-    zones = rows.select(*[column(n) for n in datetimes]).limit(1).toPandas() if datetimes else None
+    zones = _time_zones(rows, specs)
     fitted, binned = {}, {}
     for i in nums:
         spec, n = specs[i], stats[f"n{i}"]
         is_dt = spec.kind == ColumnKind.DATETIME
         col = NumericColumn(spec.name, integer=spec.integer, datetime=is_dt, null=stats["rows"] > n,
-                            tz=column_time_zone(zones[spec.name]) if is_dt else None)
+                            tz=zones.get(spec.name))
         if is_dt and n:
             col.resolution = next((r for r, whole in zip(RESOLUTIONS, stats[f"r{i}"], strict=True) if whole), None)
         if i in distinct and keeps_values(spec, len(distinct[i]), n, max_bins):
@@ -169,6 +174,109 @@ def _numeric(rows, values, specs, hyper: dict) -> dict:
         fitted[i] = col
     _fit_knots(values, binned, hyper["bin_knots"])
     return fitted
+
+
+def _time_zones(rows, specs) -> dict[str, str | None]:
+    """Each datetime column's time zone, as pandas reads the rows (one row suffices: the type says it)."""
+    from synthlake.generators.ar_columns import column_time_zone
+    from synthlake.metadata import ColumnKind
+
+    names = [s.name for s in specs if s.kind == ColumnKind.DATETIME]
+    if not names:
+        return {}
+    first = rows.select(*[column(n) for n in names]).limit(1).toPandas()
+    return {n: column_time_zone(first[n]) for n in names}
+
+
+class SparkCounts:
+    """synthlake.generators.ar_dp.ColumnCounts from Spark aggregates over the fit values (v<i>): exact counts,
+    which the engine then noises. The executors put the values in buckets with the engine's own functions
+    (synthlake.dp.coarse_bucket, fine_bucket), so the histograms are the ones a table would give."""
+
+    def __init__(self, values, specs, zones: dict[str, str | None]):
+        self.values, self.zones = values, zones
+        self.position = {s.name: i for i, s in enumerate(specs)}
+        cats = [i for i, s in enumerate(specs) if _is_categorical(s)]
+        nums = [i for i, s in enumerate(specs) if not _is_categorical(s)]
+        self.labels = _label_counts(values, cats)
+        self.coarse = _bucket_counts(values, {i: _coarse for i in nums})
+
+    def categories(self, spec) -> tuple[list[str], np.ndarray, int]:
+        found = self.labels.get(self.position[spec.name], {})
+        names = sorted(k for k in found if k is not None)
+        return names, np.array([found[k] for k in names], dtype=np.int64), found.get(None, 0)
+
+    def histograms(self, spec):
+        return _SparkHistograms(self, self.position[spec.name])
+
+    def time_zone(self, spec) -> str | None:
+        return self.zones.get(spec.name)
+
+
+class _SparkHistograms:
+    def __init__(self, counts: SparkCounts, i: int):
+        self.counts, self.i = counts, i
+
+    def coarse(self) -> np.ndarray:
+        from synthlake.dp import coarse_grid
+
+        found = self.counts.coarse.get(self.i, {})
+        return np.array([found.get(b, 0) for b in range(len(coarse_grid()) - 1)], dtype=np.int64)
+
+    def fine(self, lo: float, hi: float, buckets: int) -> tuple[np.ndarray, int]:
+        from synthlake.dp import fine_bucket
+
+        def bucket(x: np.ndarray) -> np.ndarray:
+            return fine_bucket(x, lo, hi, buckets)
+
+        found = _bucket_counts(self.counts.values, {self.i: bucket}).get(self.i, {})
+        return np.array([found.get(b, 0) for b in range(buckets)], dtype=np.int64), found.get(NULL_BUCKET, 0)
+
+
+NULL_BUCKET = -1  # _bucket_counts' bucket for nulls
+
+
+def _coarse(x: np.ndarray) -> np.ndarray:
+    from synthlake.dp import coarse_bucket
+
+    return coarse_bucket(x)
+
+
+def _label_counts(values, columns: list[int]) -> dict[int, dict[str | None, int]]:
+    """Per categorical column (by position): each label's count, None's the nulls'."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return {}
+    pairs = F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"v{i}").alias("label")) for i in columns])
+    found: dict[int, dict[str | None, int]] = {i: {} for i in columns}
+    for r in values.select(F.explode(pairs).alias("p")).groupBy("p.i", "p.label").count().collect():
+        found[r["i"]][r["label"]] = r["count"]
+    return found
+
+
+def _bucket_counts(values, buckets: dict) -> dict[int, dict[int, int]]:
+    """Per numeric column (by position): the count of each bucket its function (values -> bucket indices, on
+    the executors) puts the non-null values in, and of NULL_BUCKET."""
+    from pyspark.sql import types as T
+
+    if not buckets:
+        return {}
+    schema = T.StructType([T.StructField(n, T.LongType()) for n in ("i", "bucket", "rows")])
+
+    def count(frames):
+        for part in frames:
+            for i, fn in buckets.items():
+                x = part[f"v{i}"].to_numpy(dtype=float, na_value=np.nan)
+                missing = np.isnan(x)
+                b = pd.Series(np.r_[fn(x[~missing]), np.full(int(missing.sum()), NULL_BUCKET)]).value_counts()
+                yield pd.DataFrame({"i": i, "bucket": b.index.astype(np.int64), "rows": b.to_numpy(np.int64)})
+
+    found: dict[int, dict[int, int]] = {i: {} for i in buckets}
+    partial = values.select(*[f"v{i}" for i in buckets]).mapInPandas(count, schema)
+    for r in partial.groupBy("i", "bucket").sum("rows").collect():
+        found[r["i"]][r["bucket"]] = r["sum(rows)"]
+    return found
 
 
 def _distinct_values(values, columns: list[int]) -> dict[int, list[float]]:

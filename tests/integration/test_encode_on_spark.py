@@ -95,3 +95,20 @@ def test_nulls_datetimes_and_awkward_names(spark, tmp_path):
     assert kind == expected[1] and kind.null and kind.rare  # "rare" is under min_category_count
     assert amount.null and len(amount.edges) == len(expected[2].edges) == 19
     assert count == n and len(encode.rank_rows(tmp_path / encode.SHARDS, 0, 1)) == n
+
+
+def test_dp_encodings_from_spark_counts_are_the_driver_fits(spark, adult, tmp_path):
+    """Under privacy the executors count (labels, histogram buckets, with the engine's own bucket functions)
+    and the engine noises the counts: with the same noise seed, the encodings, the budget and the noisy row
+    count are the driver's, and so are the encoded rows (nulls without a token filled the same way)."""
+    rows, metadata = adult
+    privacy = {"epsilon": 2.0, "delta": 1e-6}
+    on_spark, on_driver = (get_generator("tabular_ar")(metadata, privacy=privacy) for _ in range(2))
+    on_spark.dp_noise_seed = on_driver.dp_noise_seed = 7  # tests only: the same noise on both sides
+    count = encode.fit_and_encode(spark, rows, on_spark, tmp_path)
+    table = rows.toPandas()
+    encoded = on_driver.prepare(table)
+    assert on_spark.columns == on_driver.columns and on_spark._dp == on_driver._dp
+    assert count == len(table)
+    together = encode.rank_rows(tmp_path / encode.SHARDS, 0, 1)
+    np.testing.assert_array_equal(together[np.lexsort(together.T[::-1])], encoded[np.lexsort(encoded.T[::-1])])

@@ -270,20 +270,23 @@ def test_failed_gate_leaves_published_table_untouched(completed, project, spark)
     assert spark.read.format("delta").load(published).where("run_id = 'it-run-strict'").count() == 0
 
 
-def test_a_private_run_records_the_budget_it_spent(completed, spark):
+def test_a_private_run_records_the_budget_it_spent(completed, spark, capsys):
     from mlflow import MlflowClient
 
     from synthlake.metadata import PrivacyBudget
 
     ctx, _ = completed
     dataset = ctx.dataset.model_copy(update={"privacy": PrivacyBudget(epsilon=2.0, delta=1e-5)})
-    # a 2-epoch DP model on 2,600 rows is rough: most, not 95%, of its values fall in the real ranges
-    params = ctx.params.model_copy(update={"validate_": ctx.params.validate_.model_copy(
-        update={"dp_mostly": 0.8})})
+    # a 2-epoch DP model on 2,600 rows is rough: most, not 95%, of its values fall in the real ranges; its rows
+    # are counted and encoded by the executors (driver_encode_rows 0), the DP noise added on the driver
+    params = ctx.params.model_copy(update={
+        "validate_": ctx.params.validate_.model_copy(update={"dp_mostly": 0.8}),
+        "train": ctx.params.train.model_copy(update={"driver_encode_rows": 0})})
     private = RunContext(ctx.config_path, dataset, params, ctx.env, "it-run-dp")
     private.store.write(ctx.store.read(ProfileRecord))  # the same source and split
     for stage in (check, train, sample, validate, publish):
         stage.run(private, spark)
+    assert "rows on the executors" in capsys.readouterr().out
     spent = json.loads(private.store.path("train").read_text())["privacy"]
     assert 0 < spent["epsilon"] <= 2.0 and spent["delta"] <= 1e-5
     assert spent["dp_sgd"]["noise_multiplier"] > 0 and sum(spent["preprocessing"].values()) > 0
