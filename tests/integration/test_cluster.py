@@ -180,7 +180,9 @@ def test_a_training_process_lost_on_an_executor_fails_the_attempt_and_the_retry_
     assert killed is not None, f"no training process to kill:\n{stdout[-2000:]}{stderr[-3000:]}"
     if proc.returncode != 0:
         assert proc.returncode == 3, stderr[-3000:]
-        assert "a training process failed or was lost" in stderr.splitlines()[-1], stderr[-3000:]
+        # our one line (Spark's JVM may log the killed barrier tasks after it, as the application stops)
+        assert any(line.startswith("error: a training process failed or was lost") for line in stderr.splitlines()), \
+            stderr[-3000:]
         again = subprocess.run(train, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
         stdout, stderr = again.stdout, again.stderr
@@ -210,7 +212,7 @@ def test_a_worker_killed_mid_sample_loses_no_rows_and_adds_none(cluster, cluster
     """
     root, env, _, out = cluster_run
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    (run_dir,) = (root / "var" / "runs" / "adult").iterdir()
+    (run_dir,) = [d for d in (root / "var" / "runs" / "adult").iterdir() if d.name != LOST_RUN]  # cluster_run's
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["sample"]["partitions"] = KILL_PARTITIONS
     (root / "params-kill.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
