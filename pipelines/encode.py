@@ -108,8 +108,7 @@ def _categorical(values, specs, hyper: dict) -> dict:
     cats = [i for i, s in enumerate(specs) if _is_categorical(s)]
     if not cats:
         return {}
-    pairs = F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"v{i}").alias("label")) for i in cats])
-    counts = values.select(F.explode(pairs).alias("p")).groupBy("p.i", "p.label").count().cache()
+    counts = _label_frame(values, cats).cache()
     try:
         order = Window.partitionBy("i").orderBy(F.desc("count"), F.asc("label"))
         top = (counts.where(F.col("label").isNotNull() & (F.col("count") >= hyper["min_category_count"]))
@@ -242,15 +241,25 @@ def _coarse(x: np.ndarray) -> np.ndarray:
     return coarse_bucket(x)
 
 
-def _label_counts(values, columns: list[int]) -> dict[int, dict[str | None, int]]:
-    """Per categorical column (by position): each label's count, None's the nulls'."""
+def _stacked(values, columns: list[int], name: str):
+    """The columns v<i> at `columns` stacked into rows (i, `name`): one pass for all of them."""
     from pyspark.sql import functions as F
 
+    pairs = F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"v{i}").alias(name)) for i in columns])
+    return values.select(F.explode(pairs).alias("p")).select("p.i", f"p.{name}")
+
+
+def _label_frame(values, columns: list[int]):
+    """Per categorical column (by position) and label (null included): its count, as rows (i, label, count)."""
+    return _stacked(values, columns, "label").groupBy("i", "label").count()
+
+
+def _label_counts(values, columns: list[int]) -> dict[int, dict[str | None, int]]:
+    """Per categorical column (by position): each label's count, None's the nulls'."""
     if not columns:
         return {}
-    pairs = F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"v{i}").alias("label")) for i in columns])
     found: dict[int, dict[str | None, int]] = {i: {} for i in columns}
-    for r in values.select(F.explode(pairs).alias("p")).groupBy("p.i", "p.label").count().collect():
+    for r in _label_frame(values, columns).collect():
         found[r["i"]][r["label"]] = r["count"]
     return found
 
@@ -285,8 +294,7 @@ def _distinct_values(values, columns: list[int]) -> dict[int, list[float]]:
 
     if not columns:
         return {}
-    pairs = F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"v{i}").alias("x")) for i in columns])
-    found = values.select(F.explode(pairs).alias("p")).select("p.i", "p.x").where(F.col("x").isNotNull()) \
+    found = _stacked(values, columns, "x").where(F.col("x").isNotNull()) \
         .distinct().collect()
     return {i: sorted(r["x"] for r in found if r["i"] == i) for i in columns}
 
