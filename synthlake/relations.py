@@ -1,0 +1,124 @@
+"""Related tables: the tables of one dataset, their primary keys, the foreign keys between them and a child's
+order (its rows under one parent form a sequence). The contract between a multi-table config and the generators.
+
+What is supported, and how:
+- a tree of owners: each table has at most one owning foreign key (`lookup: false`), to its parent; a parent's
+  children are generated with it, conditioned on its row, in the same Spark task;
+- several children tables under one parent (a customer's orders and its tickets);
+- a child with more parents (a star schema's fact table): one owner, the others `lookup: true`, whose keys are
+  drawn from the lookup table's generated rows (its keys stay exact; what the child learns of the lookup is
+  its key's distribution, not the lookup's columns);
+- `order_by` on a child with an owner: its rows under one parent are a sequence in that order.
+
+Refused, naming the table and column: a key or order column that is not a column; a foreign key to a table
+that is not there or that has no primary key; a primary key that is not an identifier; two owners; an
+`order_by` without an owner; a cycle of foreign keys.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from synthlake.metadata import ColumnKind, ColumnSpec, Strict, TableMetadata
+
+
+class ForeignKey(Strict):
+    column: str  # in the child
+    parent: str  # the parent table's name; the key is the parent's primary key
+    lookup: bool = False  # a lookup, not the owner: keys drawn from the parent's generated rows
+
+
+class RelatedTable(Strict):
+    name: str
+    columns: list[ColumnSpec]
+    primary_key: str | None = None
+    foreign_keys: list[ForeignKey] = Field(default_factory=list)
+    order_by: str | None = None  # a numeric or datetime column: the owner's children form a sequence in it
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> RelatedTable:
+        names = [c.name for c in self.columns]
+        where = f"table '{self.name}'"
+        for what, column in [("primary_key", self.primary_key), ("order_by", self.order_by),
+                             *[("foreign key", fk.column) for fk in self.foreign_keys]]:
+            if column is not None and column not in names:
+                raise ValueError(f"{where}: {what} '{column}' is not one of its columns {names}")
+        if self.primary_key is not None and self.spec(self.primary_key).kind != ColumnKind.IDENTIFIER:
+            raise ValueError(f"{where}: primary_key '{self.primary_key}' must be of kind identifier (keys are "
+                             "generated, never learned)")
+        owners = [fk.parent for fk in self.foreign_keys if not fk.lookup]
+        if len(owners) > 1:
+            raise ValueError(f"{where}: foreign keys to {owners} are both owners; mark all but one `lookup: true`")
+        if self.order_by is not None:
+            if not owners:
+                raise ValueError(f"{where}: order_by '{self.order_by}' needs an owning foreign key (the parent "
+                                 "whose children form the sequence)")
+            if self.spec(self.order_by).kind not in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
+                raise ValueError(f"{where}: order_by '{self.order_by}' must be a numeric or datetime column")
+        return self
+
+    def spec(self, name: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def owner(self) -> ForeignKey | None:
+        return next((fk for fk in self.foreign_keys if not fk.lookup), None)
+
+    @property
+    def metadata(self) -> TableMetadata:
+        """The table's own columns, keys included (generated: identifiers are never learned)."""
+        return TableMetadata(columns=self.columns)
+
+
+class Relations(Strict):
+    tables: list[RelatedTable]
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Relations:
+        names = [t.name for t in self.tables]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"tables named twice: {twice}")
+        by_name = {t.name: t for t in self.tables}
+        for table in self.tables:
+            for fk in table.foreign_keys:
+                parent = by_name.get(fk.parent)
+                if parent is None:
+                    raise ValueError(f"table '{table.name}': foreign key '{fk.column}' points at table "
+                                     f"'{fk.parent}', which is not one of {names}")
+                if parent.primary_key is None:
+                    raise ValueError(f"table '{table.name}': foreign key '{fk.column}' points at table "
+                                     f"'{fk.parent}', which has no primary_key")
+        self.parents_first()  # refuses a cycle
+        return self
+
+    def table(self, name: str) -> RelatedTable:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(f"unknown table '{name}'")
+
+    def children(self, name: str) -> list[RelatedTable]:
+        """The tables `name` owns."""
+        return [t for t in self.tables if t.owner is not None and t.owner.parent == name]
+
+    def parents_first(self) -> list[str]:
+        """The tables in an order where every table comes after each table it has a foreign key to."""
+        done: list[str] = []
+        visiting: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            if name in visiting:
+                cycle = visiting[visiting.index(name):] + [name]
+                raise ValueError(f"foreign keys form a cycle: {' -> '.join(cycle)}")
+            visiting.append(name)
+            for fk in self.table(name).foreign_keys:
+                visit(fk.parent)
+            visiting.pop()
+            done.append(name)
+
+        for t in self.tables:
+            visit(t.name)
+        return done
