@@ -2,17 +2,16 @@
 order (its rows under one parent form a sequence). The contract between a multi-table config and the generators.
 
 What is supported, and how:
-- a tree of owners: each table has at most one owning foreign key (`lookup: false`), to its parent; a parent's
-  children are generated with it, conditioned on its row, in the same Spark task;
-- several children tables under one parent (a customer's orders and its tickets);
-- a child with more parents (a star schema's fact table): one owner, the others `lookup: true`, whose keys are
-  drawn from the lookup table's generated rows (its keys stay exact; what the child learns of the lookup is
-  its key's distribution, not the lookup's columns);
-- `order_by` on a child with an owner: its rows under one parent are a sequence in that order.
+- a tree with one root table (the entity: a storm, a plane, a customer): every other table has one foreign key,
+  to its parent, whose children are generated with it, conditioned on its row, in the same Spark task;
+- several children tables under one parent (a customer's orders and its tickets), and grandchildren;
+- `order_by` on a child: its rows under one parent are a sequence in that order.
+Not yet: a child with a second parent (a star schema's lookup, e.g. flights -> airlines); keep such a column
+categorical in the child.
 
-Refused, naming the table and column: a key or order column that is not a column; a foreign key to a table
-that is not there or that has no primary key; a primary key that is not an identifier; two owners; an
-`order_by` without an owner; a cycle of foreign keys.
+Refused, naming the table and column: a key or order column that is not a column; a key column that is not an
+identifier; a foreign key to a table that is not there or that has no primary key; two foreign keys; no root
+or two roots; a cycle of foreign keys.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from synthlake.metadata import ColumnKind, ColumnSpec, Strict, TableMetadata
 class ForeignKey(Strict):
     column: str  # in the child
     parent: str  # the parent table's name; the key is the parent's primary key
-    lookup: bool = False  # a lookup, not the owner: keys drawn from the parent's generated rows
 
 
 class RelatedTable(Strict):
@@ -43,16 +41,19 @@ class RelatedTable(Strict):
                              *[("foreign key", fk.column) for fk in self.foreign_keys]]:
             if column is not None and column not in names:
                 raise ValueError(f"{where}: {what} '{column}' is not one of its columns {names}")
-        if self.primary_key is not None and self.spec(self.primary_key).kind != ColumnKind.IDENTIFIER:
-            raise ValueError(f"{where}: primary_key '{self.primary_key}' must be of kind identifier (keys are "
-                             "generated, never learned)")
-        owners = [fk.parent for fk in self.foreign_keys if not fk.lookup]
-        if len(owners) > 1:
-            raise ValueError(f"{where}: foreign keys to {owners} are both owners; mark all but one `lookup: true`")
+        keys = [("primary_key", self.primary_key), *[("foreign key", fk.column) for fk in self.foreign_keys]]
+        for what, column in keys:
+            if column is not None and self.spec(column).kind != ColumnKind.IDENTIFIER:
+                raise ValueError(f"{where}: {what} '{column}' must be of kind identifier (keys are generated, "
+                                 "never learned)")
+        if len(self.foreign_keys) > 1:
+            raise ValueError(f"{where}: foreign keys to {[fk.parent for fk in self.foreign_keys]}: a table has one "
+                             "parent (a second one, a star schema's lookup, is not supported yet: keep that "
+                             "column categorical)")
         if self.order_by is not None:
-            if not owners:
-                raise ValueError(f"{where}: order_by '{self.order_by}' needs an owning foreign key (the parent "
-                                 "whose children form the sequence)")
+            if not self.foreign_keys:
+                raise ValueError(f"{where}: order_by '{self.order_by}' needs a foreign key (the parent whose "
+                                 "children form the sequence)")
             if self.spec(self.order_by).kind not in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
                 raise ValueError(f"{where}: order_by '{self.order_by}' must be a numeric or datetime column")
         return self
@@ -62,7 +63,12 @@ class RelatedTable(Strict):
 
     @property
     def owner(self) -> ForeignKey | None:
-        return next((fk for fk in self.foreign_keys if not fk.lookup), None)
+        """The foreign key to this table's parent (None: the root)."""
+        return self.foreign_keys[0] if self.foreign_keys else None
+
+    @property
+    def learned(self) -> list[ColumnSpec]:
+        return [c for c in self.columns if c.learned]
 
     @property
     def metadata(self) -> TableMetadata:
@@ -90,7 +96,15 @@ class Relations(Strict):
                     raise ValueError(f"table '{table.name}': foreign key '{fk.column}' points at table "
                                      f"'{fk.parent}', which has no primary_key")
         self.parents_first()  # refuses a cycle
+        roots = [t.name for t in self.tables if t.owner is None]  # at least one: there is no cycle
+        if len(roots) > 1:
+            raise ValueError(f"tables {roots} have no foreign key: a dataset has one root table (the entity the "
+                             "others belong to)")
         return self
+
+    @property
+    def root(self) -> RelatedTable:
+        return next(t for t in self.tables if t.owner is None)
 
     def table(self, name: str) -> RelatedTable:
         for t in self.tables:
