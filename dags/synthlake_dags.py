@@ -301,6 +301,8 @@ def dataset_entries() -> list[tuple[str, str | None, Asset]]:
         config = read_yaml(path)
         if not isinstance(config, dict):
             continue  # the jobs refuse it with a clear error when it runs
+        if "tables" in config:
+            continue  # related tables run from `synthlake run` (pipelines.related); their DAGs are yet to come
         source = str((config.get("source") or {}).get("path") or path.stem)
         if "://" in source:
             asset = source_asset(path.stem, source)

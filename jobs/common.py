@@ -59,6 +59,18 @@ def run_stage(stage: str, ctx, spark) -> dict:
     return result
 
 
+def run_related_stage(stage: str, ctx, spark) -> dict:
+    """One stage of a run of related tables (pipelines.stages.RELATED_STAGES), its result printed as run_stage
+    prints it."""
+    module = importlib.import_module("pipelines.related_validate" if stage == "validate" else "pipelines.related")
+    started = time.monotonic()
+    print(f"[synthlake] {stage}: run {ctx.run_id} of related tables {ctx.dataset.name} ...", flush=True)
+    result = (module.run if stage == "validate" else getattr(module, stage))(ctx, spark)
+    print(f"[synthlake] {stage}: done in {time.monotonic() - started:.1f}s {json.dumps(result, default=str)}",
+          flush=True)
+    return result
+
+
 def run_alone(stage: str, ctx) -> dict:
     """One stage in a Spark session of its own (jobs/<stage>_job.py, `synthlake <stage>`), as one OpenLineage run
     (pipelines.lineage): START before Spark starts, COMPLETE or FAIL at the end; the parent of Spark's own events

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthlake.metadata import ColumnSpec, PrivacyBudget, TableMetadata
+from synthlake.relations import RelatedTable
 
 
 class ConfigError(ValueError):
@@ -134,6 +135,57 @@ class DatasetConfig(Strict):
         return TableMetadata(columns=self.columns, target=self.target)
 
 
+# ---- related tables ---------------------------------------------------------------------------------
+class RelatedTableConfig(RelatedTable):
+    """One table of a related dataset: synthlake.relations.RelatedTable (columns, keys, order) and its source."""
+
+    source: Source
+
+
+class RelatedDatasetConfig(Strict):
+    """A dataset of related tables (conf/datasets/NAME.yaml with `tables:`): learned, generated, validated and
+    published together (pipelines.related). Each table's outputs are Delta tables named `<name>_<table>` and
+    `<name>_<table>_staging`."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    tables: list[RelatedTableConfig] = Field(min_length=2)
+    generator: Literal["tabular_ar"] = "tabular_ar"  # the related tables' models are sampled conditionally
+    hyper: dict[str, Any] = Field(default_factory=dict)  # over params.yaml's, for every table's model
+    audit: str = "synthlake_audit"
+    min_column_shape: float | None = Field(None, ge=0, le=1)  # over params.yaml's validate.min_column_shape
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> RelatedDatasetConfig:
+        from synthlake.related_frames import TableModel
+
+        for table in self.tables:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", table.name):
+                raise ValueError(f"table '{table.name}': a name of letters, digits and _ (it names Delta tables)")
+        relations = self.relations
+        for table in self.tables:
+            TableModel(relations, table.name)  # refuses a column named like a derived one
+        return self
+
+    @property
+    def relations(self):
+        from synthlake.relations import Relations
+
+        return Relations(tables=[RelatedTable(**t.model_dump(exclude={"source"})) for t in self.tables])
+
+    def table(self, name: str) -> RelatedTableConfig:
+        return next(t for t in self.tables if t.name == name)
+
+    def table_dataset(self, table_name: str, **changes: Any) -> DatasetConfig:
+        """Table `table_name` as a flat dataset (its own columns and source, its Delta tables), with `changes`."""
+        table = self.table(table_name)
+        data = {"name": f"{self.name}-{table_name}", "source": table.source.model_dump(),
+                "columns": [c.model_dump() for c in table.columns], "hyper": self.hyper, "schedule": None,
+                "source_poll_seconds": None,
+                "output": {"staging": f"{self.name}_{table_name}_staging", "published": f"{self.name}_{table_name}",
+                           "audit": self.audit}}
+        return DatasetConfig.model_validate({**data, **changes})
+
+
 # ---- params -----------------------------------------------------------------------------------------
 class TrainParams(Strict):
     num_processes: int = Field(2, ge=1, le=64)  # TorchDistributor processes (DDP)
@@ -156,6 +208,8 @@ class TrainParams(Strict):
 class SampleParams(Strict):
     partitions: int = Field(4, ge=1, le=100_000)
     block_rows: int = Field(20_000, ge=1)  # rows per seeded block; changing it changes the rows
+    # related tables: root rows per seeded block, generated with all of their descendants in one task
+    root_block_rows: int = Field(1_000, ge=1)
     # arrow: executors write Parquet with pyarrow, the driver commits with delta-rs (fast); spark: Spark's
     # Delta writer (for lakes that pyarrow and delta-rs cannot reach)
     writer: Literal["arrow", "spark"] = "arrow"
@@ -342,10 +396,20 @@ def _validate(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
 
 def load_dataset(path: str | Path) -> DatasetConfig:
     """A relative path is looked up in the working directory, then in the project root."""
+    config = load_any_dataset(path)
+    if isinstance(config, RelatedDatasetConfig):
+        raise ConfigError(f"{path}: dataset '{config.name}' has related tables; this command takes one table "
+                          "(`synthlake run` runs related tables)")
+    return config
+
+
+def load_any_dataset(path: str | Path) -> DatasetConfig | RelatedDatasetConfig:
+    """A dataset config: of one table, or of related tables (with `tables:`)."""
     path = Path(path)
     if not path.is_absolute() and not path.exists():
         path = project_root() / path
-    return _validate(DatasetConfig, _read_yaml(path), path)
+    data = _read_yaml(path)
+    return _validate(RelatedDatasetConfig if "tables" in data else DatasetConfig, data, path)
 
 
 def params_file(path: str | Path | None = None) -> Path:
@@ -362,12 +426,15 @@ def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def dataset_configs(names: list[str] | None = None) -> list[DatasetConfig]:
-    """The named datasets' configs (conf/datasets/NAME.yaml), else every config in conf/datasets."""
+    """The named datasets' configs (conf/datasets/NAME.yaml), else every config of one table in conf/datasets
+    (served and exported one table at a time; related tables are not yet)."""
     folder = project_root() / "conf" / "datasets"
     paths = [folder / f"{n}.yaml" for n in names] if names else sorted(folder.glob("*.yaml"))
     if not paths:
         raise ConfigError(f"{folder}: no dataset configs")
-    return [load_dataset(p) for p in paths]
+    if names:
+        return [load_dataset(p) for p in paths]
+    return [c for c in map(load_any_dataset, paths) if isinstance(c, DatasetConfig)]
 
 
 def load_env(name: str | None = None) -> EnvConfig:

@@ -154,13 +154,13 @@ def file_writer(sample_batches, table_uri: str, partition: tuple[str, str]):
         except BaseException:
             files.abort()
             raise
-        schema = _file_schema()
+        schema = file_schema()
         yield pa.RecordBatch.from_pylist([{k: f[k] for k in schema.names} for f in written], schema=schema)
 
     return write
 
 
-def _file_schema():
+def file_schema():
     """FILE_FIELDS in Arrow."""
     import pyarrow as pa
 

@@ -38,6 +38,12 @@ LAYOUT = {
     "dcr": "report/dcr.csv",
     "attempts": "attempts.json",  # each training attempt of the run and its verdict (pipelines.retrain)
     "publish": "publish.json",
+    # a run of related tables (pipelines.related) keeps these; each table's model has a run folder of its own
+    "related_train": "related_train.json",
+    "related_sample": "related_sample.json",
+    "related_verdict": "related_validation.json",
+    "related_report": "related_report.json",
+    "related_publish": "related_publish.json",
 }
 
 
@@ -231,6 +237,43 @@ class PublishRecord(Record):
     model_version: str
     alias: str
     audit_table: str
+
+
+# ---- related tables -----------------------------------------------------------------------------------
+class TableModelRecord(Strict):
+    model_name: str
+    model_version: str
+    mlflow_run_id: str
+    rows: int  # model rows learned
+    orphans: int  # real rows left out: their foreign key named no parent row
+
+
+class RelatedTrainRecord(Record):
+    name = "related_train"
+    tables: dict[str, TableModelRecord]
+
+
+class RelatedSampleRecord(Record):
+    name = "related_sample"
+    tables: dict[str, str]  # table -> its staging Delta table
+    rows: dict[str, int]
+    seed: int
+    partitions: int
+
+
+class RelatedVerdict(Record):
+    name = "related_verdict"
+    run_id: str
+    passed: bool
+    failed_checks: list[str]
+    checks: list[Check]
+    validated_at: datetime
+
+
+class RelatedPublishRecord(Record):
+    name = "related_publish"
+    tables: dict[str, str]  # table -> its published Delta table
+    rows: dict[str, int]
 
 
 # ---- the store --------------------------------------------------------------------------------------

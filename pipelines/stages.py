@@ -47,6 +47,19 @@ RETRAIN = Stage("retrain", writes=("attempts", "train", "model", "sample", "gx_r
                 outputs=("registered_model", "staging"))
 
 
+# A dataset of related tables (pipelines.related): train learns every table's model (each through the stages
+# above, in a run folder of its own), sample generates the set, validate and publish judge and publish it whole.
+RELATED_STAGES = (
+    Stage("train", writes=("related_train",), reads=(), inputs=("source",), outputs=("registered_model",)),
+    Stage("sample", writes=("related_sample",), reads=("related_train",), inputs=("registered_model",),
+          outputs=("staging",)),
+    Stage("validate", writes=("related_verdict", "related_report"), reads=("related_sample",),
+          inputs=("source", "staging")),
+    Stage("publish", writes=("related_publish",), reads=("related_sample", "related_verdict"),
+          inputs=("staging",), outputs=("published",)),
+)
+
+
 def declared(name: str) -> Stage:
     """The stage named `name`, retrain included."""
     return next(s for s in (*STAGES, RETRAIN) if s.name == name)
@@ -54,4 +67,4 @@ def declared(name: str) -> Stage:
 
 def writer(record: str) -> str:
     """The stage that writes `record` (the first, where retrain writes it again)."""
-    return next(s.name for s in (*STAGES, RETRAIN) if record in s.writes)
+    return next(s.name for s in (*STAGES, RETRAIN, *RELATED_STAGES) if record in s.writes)

@@ -10,6 +10,8 @@ SOURCE = Path("../shared/datasets/storms/storms.csv")
 HERE = Path(__file__).parent
 
 rows = pd.read_csv(SOURCE)
+for whole in ("category", "wind", "pressure", "tropicalstorm_force_diameter", "hurricane_force_diameter"):
+    rows[whole] = rows[whole].astype("Int64")  # whole numbers, written without ".0" where a column has nulls
 rows.insert(0, "storm_id", rows["name"] + "-" + rows["year"].astype(str))
 rows.insert(1, "time", pd.to_datetime(rows[["year", "month", "day", "hour"]]).dt.strftime("%Y-%m-%d %H:%M:%S"))
 storms = rows[["storm_id", "name", "year"]].drop_duplicates("storm_id")

@@ -1,0 +1,179 @@
+"""validate, for related tables: the gate over the whole set.
+
+- keys, as Great Expectations expectations on every staged row: each primary key unique and never null, each
+  foreign key never null and found among the parent table's staged keys (a left join's flag);
+- per table, on bounded samples: accuracy, column shapes, column-pair trends of its learned columns against the
+  real table's (synthlake.evaluation);
+- per child table: the children-per-parent distribution (length similarity) and, for a sequence, each
+  column's coherence (consecutive pairs) and the numeric columns' lag-1 autocorrelation, real and synthetic
+  (synthlake.evaluation.sequences).
+Gates: every key expectation; every table's column shapes, and every child table's length similarity and mean
+coherence, at least `validate.min_column_shape` (or the dataset's `min_column_shape`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from pipelines.context import StageError
+from pipelines.records import RelatedSampleRecord, RelatedVerdict, check
+from pipelines.related import RelatedContext
+from pipelines.spark import column
+from pipelines.validate import GateFailed
+from synthlake.evaluation import evaluate
+from synthlake.evaluation.sequences import autocorrelation, children_per_parent, coherence, length_similarity
+from synthlake.metadata import ColumnKind, TableMetadata
+
+FOUND = "__parent_found"  # the staged child row's foreign key is a staged parent key
+TABLE_METRICS = ["accuracy", "column_shapes", "column_pair_trends"]
+
+
+def run(ctx: RelatedContext, spark) -> dict:
+    ctx.store.read(RelatedSampleRecord)  # the sample stage ran
+    threshold = ctx.dataset.min_column_shape or ctx.params.validate_.min_column_shape
+    staged = {t.name: ctx.table_context(t.name).read_partition(spark, "staging").drop("run_id").persist()
+              for t in ctx.dataset.tables}
+    try:
+        if staged[ctx.dataset.relations.root.name].isEmpty():
+            raise StageError(f"run {ctx.run_id!r} staged no rows: run the sample stage first")
+        checks = key_checks(ctx, staged)
+        report = {}
+        for table in ctx.dataset.tables:
+            figures, table_checks = _table_checks(spark, ctx, table.name, staged, threshold)
+            report[table.name] = figures
+            checks += table_checks
+    finally:
+        for df in staged.values():
+            df.unpersist()
+    failed = [c["check"] for c in checks if c["passed"] is False]
+    verdict = RelatedVerdict(run_id=ctx.run_id, passed=not failed, failed_checks=failed, checks=checks,
+                             validated_at=datetime.now(UTC))
+    path = ctx.store.write(verdict)
+    figures = ctx.store.write_json("related_report", report)
+    if failed:
+        raise GateFailed(f"validation failed for run {ctx.run_id!r}: {', '.join(failed)} (see {path})")
+    return {"passed": True, "checks": len(checks), "verdict": str(path), "figures": str(figures)}
+
+
+# ---- keys -----------------------------------------------------------------------------------------------
+def key_checks(ctx: RelatedContext, staged: dict) -> list[dict]:
+    """Great Expectations on every staged row of every table: its keys unique, not null, found."""
+    checks = []
+    for table in ctx.dataset.tables:
+        frame, expectations = staged[table.name], []
+        if table.primary_key is not None:
+            expectations += [("ExpectColumnValuesToBeUnique", table.primary_key, {}),
+                             ("ExpectColumnValuesToNotBeNull", table.primary_key, {})]
+        if table.owner is not None:
+            parent = ctx.dataset.table(table.owner.parent)
+            keys = staged[parent.name].select(column(parent.primary_key).alias(FOUND)).distinct()
+            frame = _with_found(frame, table, keys)
+            expectations += [("ExpectColumnValuesToNotBeNull", table.owner.column, {}),
+                             ("ExpectColumnValuesToBeInSet", FOUND, {"value_set": [True]})]
+        for result in run_key_expectations(frame, expectations, f"{ctx.run_id}-{table.name}"):
+            checks.append(check(f"gx:{result['type']}:{table.name}.{result['column']}", "keys",
+                                result["unexpected"], 0, "==", result["success"]))
+    return checks
+
+
+def _with_found(frame, table, parent_keys):
+    """`frame` with FOUND: whether its foreign key is among `parent_keys` (one column, FOUND, of keys)."""
+    from pyspark.sql import functions as F
+
+    keys = parent_keys.select(column(FOUND).alias("__key")).withColumn(FOUND, F.lit(True))
+    joined = frame.join(keys, frame[_quoted(table.owner.column)] == keys["__key"], "left")
+    return joined.drop("__key").fillna(False, subset=[FOUND])
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def run_key_expectations(frame, expectations: list[tuple[str, str, dict]], name: str) -> list[dict]:
+    """(class in great_expectations.expectations, column, kwargs) expectations on `frame`, run by Great
+    Expectations; one dict per expectation: type, column, success, unexpected (count)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if not expectations:
+        return []
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (context.data_sources.add_spark(name="synthlake", persist=False)
+             .add_dataframe_asset(name="keys").add_batch_definition_whole_dataframe(name))
+    names = sorted({c for _, c, _ in expectations})
+    aliases = {c: f"__column_{i}" for i, c in enumerate(names)}  # GX reads a dot as a struct field
+    suite = gx.ExpectationSuite(name=f"keys-{name}")
+    for kind, col, kwargs in expectations:
+        suite.add_expectation(getattr(gx.expectations, kind)(column=aliases[col], **kwargs))
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite, name=name))
+    data = frame.select(*[column(c).alias(aliases[c]) for c in names])
+    result = definition.run(batch_parameters={"dataframe": data},
+                            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0}).to_json_dict()
+    by_alias = {a: c for c, a in aliases.items()}
+    return [{"type": r["expectation_config"]["type"], "column": by_alias[r["expectation_config"]["kwargs"]["column"]],
+             "success": bool(r["success"]), "unexpected": int(r.get("result", {}).get("unexpected_count") or 0)}
+            for r in result["results"]]
+
+
+# ---- fidelity and sequences ------------------------------------------------------------------------------
+def _table_checks(spark, ctx: RelatedContext, name: str, staged: dict, threshold: float):
+    from pipelines.source import bounded, read_source
+
+    table = ctx.dataset.table(name)
+    limit, seed = ctx.params.validate_.max_rows, ctx.params.seed
+    real_df = read_source(spark, ctx.dataset.table_dataset(name), check=False)
+    real, synthetic = bounded(real_df, limit, seed).toPandas(), bounded(staged[name], limit, seed).toPandas()
+    metadata = TableMetadata(columns=table.learned)
+    values = evaluate(real, synthetic, metadata, names=TABLE_METRICS, max_rows=limit, seed=seed)
+    figures = {m: _number(v) for m, v in values.items()}
+    checks = [check(f"{m}:{name}", "fidelity", figures[m], threshold if m == "column_shapes" else None,
+                    ">=" if m == "column_shapes" else None,
+                    _at_least(figures[m], threshold) if m == "column_shapes" else None) for m in TABLE_METRICS]
+    if table.owner is None:
+        return figures, checks
+    parent = ctx.dataset.table(table.owner.parent)
+    real_parents, real_children = _families(spark, ctx, table, parent, limit, seed, staged, real=True)
+    syn_parents, syn_children = _families(spark, ctx, table, parent, limit, seed, staged, real=False)
+    key, pk = table.owner.column, parent.primary_key
+    figures["children_per_parent"] = length_similarity(children_per_parent(real_parents[pk], real_children[key]),
+                                                       children_per_parent(syn_parents[pk], syn_children[key]))
+    checks.append(check(f"children_per_parent:{name}", "sequences", figures["children_per_parent"], threshold,
+                        ">=", _at_least(figures["children_per_parent"], threshold)))
+    if table.order_by is not None:
+        scores = coherence(real_children, syn_children, key, table.order_by, table.learned)
+        figures["coherence"] = {c: _number(v) for c, v in scores.items()}
+        mean = _number(np.nanmean(list(scores.values())) if scores else float("nan"))
+        checks.append(check(f"coherence:{name}", "sequences", mean, threshold, ">=", _at_least(mean, threshold)))
+        figures["autocorrelation"] = {
+            c.name: {"real": _number(autocorrelation(real_children, key, table.order_by, c.name)),
+                     "synthetic": _number(autocorrelation(syn_children, key, table.order_by, c.name))}
+            for c in table.learned if c.kind == ColumnKind.NUMERIC}
+    return figures, checks
+
+
+def _families(spark, ctx: RelatedContext, table, parent, limit: int, seed: int, staged: dict, real: bool):
+    """(parents, their children in `table`) as pandas: a bounded sample of parents, with all of their children."""
+    from pipelines.source import bounded, read_source
+
+    def rows(name: str):
+        return read_source(spark, ctx.dataset.table_dataset(name), check=False) if real else staged[name]
+
+    parents = bounded(rows(parent.name), max(1, limit // 10), seed)
+    keys = parents.select(column(parent.primary_key).alias("__key"))
+    children = rows(table.name)
+    children = children.join(keys, children[_quoted(table.owner.column)] == keys["__key"], "left_semi")
+    return parents.toPandas(), children.toPandas()
+
+
+def _at_least(value: float | None, threshold: float) -> bool:
+    return value is not None and value >= threshold
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return None if np.isnan(value) else value
+
