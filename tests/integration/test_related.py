@@ -1,0 +1,146 @@
+"""Related tables end to end on the storms demo (conf/datasets/storms.yaml): `synthlake run` learns, generates,
+validates and publishes storms and their observations; the published keys are exact, the rows the same on any
+number of partitions, the set published whole or not at all, and bad key configs are refused naming the key."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from project_fixture import VENV_BIN, make_project, project_env, spark_session
+
+from pipelines import related
+from pipelines.context import StageError
+from pipelines.records import RelatedSampleRecord, RelatedVerdict
+
+RUN = "storms-run"
+ROOTS = 90
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("related"), params={
+        "rows": ROOTS, "train": {"hyper": {"tabular_ar": {"epochs": 2}}},
+        "sample": {"partitions": 3, "root_block_rows": 25}})
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SYNTHLAKE_HOME", str(root))
+    yield root
+    mp.undo()
+
+
+def synthlake(project, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "synthlake"), *args], cwd=project, env=project_env(project),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def completed(project):
+    done = synthlake(project, "run", "conf/datasets/storms.yaml", "--run-id", RUN)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def spark(completed):
+    session = spark_session("synthlake-related-tests")
+    yield session
+    session.stop()
+
+
+def context(project, run_id: str = RUN, **overrides) -> related.RelatedContext:
+    return related.open_context(str(project / "conf/datasets/storms.yaml"), run_id, **overrides)
+
+
+def published(spark, project, table: str, run_id: str = RUN):
+    return spark.read.format("delta").load(str(project / f"var/lake/storms_{table}")).where(f"run_id = '{run_id}'")
+
+
+def test_the_demo_publishes_both_tables_with_every_key_exact(project, completed, spark):
+    assert "published storms" in completed.stdout and "published observations" in completed.stdout
+    storms, observations = published(spark, project, "storms"), published(spark, project, "observations")
+    assert storms.count() == ROOTS and storms.select("storm_id").distinct().count() == ROOTS
+    rows = observations.count()
+    assert rows > ROOTS and observations.select("observation_id").distinct().count() == rows
+    orphans = observations.join(storms, ["storm_id", "run_id"], "left_anti").count()
+    assert orphans == 0
+    assert observations.schema["time"].dataType.simpleString() == "timestamp"
+    verdict = context(project).store.read(RelatedVerdict)
+    checks = {c.check for c in verdict.checks}
+    assert {"gx:expect_column_values_to_be_unique:observations.observation_id",
+            "gx:expect_column_values_to_be_in_set:observations.__parent_found", "coherence:observations",
+            "children_per_parent:observations", "column_shapes:storms"} <= checks
+    assert verdict.passed and all(c.passed for c in verdict.checks if c.family == "keys")
+
+
+def test_each_sequence_is_in_time_order(project, completed, spark):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    observations = published(spark, project, "observations")
+    position = F.expr("int(substring_index(observation_id, '-', -1))")  # a child's key: <parent key>-<position>
+    in_storm = Window.partitionBy("storm_id").orderBy(position)
+    steps = observations.withColumn("back", F.col("time") < F.lag("time").over(in_storm))
+    assert steps.where("back").count() == 0
+
+
+def test_the_rows_are_the_same_on_one_partition(project, completed, spark):
+    ctx = context(project, "storms-one-partition")
+    ctx.store.run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(context(project).store.path("related_train"), ctx.store.path("related_train"))
+    one = related.RelatedContext(ctx.config_path, ctx.dataset, ctx.params.model_copy(
+        update={"sample": ctx.params.sample.model_copy(update={"partitions": 1})}), ctx.env, ctx.run_id)
+    related.sample(one, spark)
+    for table, key in (("storms", "storm_id"), ("observations", "observation_id")):
+        staged = spark.read.format("delta").load(str(project / f"var/lake/storms_{table}_staging"))
+        mine = staged.where(f"run_id = '{one.run_id}'").drop("run_id")
+        theirs = published(spark, project, table).drop("run_id")
+        assert mine.count() == theirs.count() and mine.exceptAll(theirs).count() == 0, table
+
+
+def test_a_failed_publish_of_one_table_withdraws_the_others(project, completed, spark):
+    ctx = context(project)
+    record = ctx.store.read(RelatedSampleRecord)
+    wrong = record.model_copy(update={"rows": {**record.rows, "observations": record.rows["observations"] + 1}})
+    ctx.store.write(wrong)  # the observations' staging no longer holds what sample wrote: publish refuses it
+    try:
+        with pytest.raises(StageError, match="sample stage wrote"):
+            related.publish(ctx, spark)
+        assert published(spark, project, "storms").count() == 0  # published first, then withdrawn
+    finally:
+        ctx.store.write(record)
+    related.publish(ctx, spark)  # a retry publishes the set again, once
+    assert published(spark, project, "storms").count() == ROOTS
+    assert published(spark, project, "observations").count() == record.rows["observations"]
+
+
+def test_a_parent_key_that_repeats_in_the_source_is_refused(project, completed, spark, tmp_path):
+    storms = tmp_path / "storms.csv"
+    lines = (project / "data/storms/storms.csv").read_text().splitlines()
+    storms.write_text("\n".join([*lines, lines[1]]) + "\n")
+    config = yaml.safe_load((project / "conf/datasets/storms.yaml").read_text())
+    config["tables"][0]["source"]["path"] = str(storms)
+    path = tmp_path / "storms.yaml"
+    path.write_text(yaml.safe_dump(config))
+    ctx = related.open_context(str(path), "duplicate-keys")
+    with pytest.raises(StageError, match="table 'storms': primary_key 'storm_id' is not a key of the source: 1 "
+                                         "values appear more than once"):
+        related.train(ctx, spark)
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    (lambda c: c["tables"][1]["foreign_keys"][0].update(column="storm"),
+     "table 'observations': foreign key 'storm' is not one of its columns"),
+    (lambda c: c["tables"][1]["foreign_keys"][0].update(parent="hurricanes"),
+     "points at table 'hurricanes', which is not one of ['storms', 'observations']"),
+    (lambda c: c["tables"][0].update(foreign_keys=[{"column": "storm_id", "parent": "observations"}]),
+     "foreign keys form a cycle: storms -> observations -> storms"),
+])
+def test_bad_key_configs_exit_2_naming_the_key(project, tmp_path, change, needle):
+    config = yaml.safe_load((project / "conf/datasets/storms.yaml").read_text())
+    change(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = synthlake(project, "run", str(path), timeout=120)
+    assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr, done.stderr
