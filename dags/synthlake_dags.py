@@ -16,6 +16,11 @@ the retraining ladder (pipelines.retrain); publish runs when validate or retrain
   a retry or a rerun of the same night replaces that night's partition, with the same rows, instead of adding
   a second one (a run an asset event started has no logical date: its run id stands in).
 
+A dataset of related tables (a config with ``tables:``, pipelines.related) gets the same two DAGs, chaining its
+own stages, train >> sample >> validate >> publish (pipelines.stages.RELATED_STAGES), without the retraining
+ladder; its scheduled DAG also runs on an event of any of its tables' source assets
+(``synthlake.<dataset>.<table>.source``).
+
 Parsing this file reads the dataset configs and params.yaml (for those defaults) and, of the project, imports
 only the stage list (pipelines.stages, plain Python): neither pyspark, pandas, mlflow nor synthlake (a test
 checks it).
@@ -46,10 +51,12 @@ such as a failed validation gate (2 and 3 fail at once, without retries: they ca
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +66,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTrigg
 from airflow.sdk.exceptions import AirflowFailException
 
 from pipelines.source_watch import SourceChangeTrigger
-from pipelines.stages import STAGE_NAMES
+from pipelines.stages import RELATED_STAGE_NAMES, STAGE_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # no I/O: just the path of this file
 
@@ -243,12 +250,13 @@ class SynthlakeStageOperator(SparkSubmitOperator):
             raise
 
 
-def stage_task(stage: str, args: list[str], **kwargs: Any) -> SynthlakeStageOperator:
+def stage_task(stage: str, args: list[str], related: bool = False, **kwargs: Any) -> SynthlakeStageOperator:
+    """spark-submit of jobs/<stage>_job.py, or of jobs/related_job.py <stage> for related tables."""
     return SynthlakeStageOperator(
         task_id=stage,
         stage=stage,
-        application=str(PROJECT_ROOT / "jobs" / f"{stage}_job.py"),
-        application_args=args,
+        application=str(PROJECT_ROOT / "jobs" / ("related_job.py" if related else f"{stage}_job.py")),
+        application_args=[stage, *args] if related else args,
         name=f"synthlake-{stage}",
         packages=PACKAGES,
         conf=dict(SPARK_CONF),
@@ -264,13 +272,15 @@ def stage_args(dataset: str, run_id: str, extra: list[str] | None = None) -> lis
     return [config, "--run-id", run_id, "--env", ENV_NAME, *(extra or [])]
 
 
-def chain_stages(args: list[str]) -> list[SynthlakeStageOperator]:
+def chain_stages(args: list[str], related: bool = False) -> list[SynthlakeStageOperator]:
     """The stages in order, and the retraining ladder (jobs/retrain_job.py) between validate and publish: it runs
     only when validate failed, and publish runs when either passed (never when both failed or an earlier stage
-    did, as retrain refuses a run without a verdict)."""
-    tasks = [stage_task(stage, args) for stage in STAGE_NAMES]
+    did, as retrain refuses a run without a verdict). Related tables: their own stages, without the ladder."""
+    tasks = [stage_task(stage, args, related) for stage in (RELATED_STAGE_NAMES if related else STAGE_NAMES)]
     for upstream, downstream in zip(tasks, tasks[1:], strict=False):
         upstream >> downstream
+    if related:
+        return tasks
     validate, publish = tasks[STAGE_NAMES.index("validate")], tasks[-1]
     retrain = stage_task("retrain", args, trigger_rule="all_failed")
     validate >> retrain >> publish
@@ -294,23 +304,32 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)  # noqa: UP017
 DAG_ID = re.compile(r"[^A-Za-z0-9_]")
 
 
-def dataset_entries() -> list[tuple[str, str | None, Asset]]:
-    """(file stem, schedule, source asset) of each conf/datasets/*.yaml of the home, read at parse time (no data)."""
+def dataset_entries() -> list[tuple[str, str | None, Any, bool]]:
+    """(file stem, schedule, source asset(s), related) of each conf/datasets/*.yaml of the home, read at parse time
+    (no data). A dataset of related tables has an asset per table's source; an event on any starts a run."""
     entries = []
     for path in sorted((Path(synthlake_home()) / "conf" / "datasets").glob("*.yaml")):
         config = read_yaml(path)
         if not isinstance(config, dict):
             continue  # the jobs refuse it with a clear error when it runs
-        if "tables" in config:
-            continue  # related tables run from `synthlake run` (pipelines.related); their DAGs are yet to come
-        source = str((config.get("source") or {}).get("path") or path.stem)
-        if "://" in source:
-            asset = source_asset(path.stem, source)
+        poll = config.get("source_poll_seconds", 300)
+        if isinstance(config.get("tables"), list):
+            tables = [t for t in config["tables"] if isinstance(t, dict)]
+            assets = [table_asset(f"{path.stem}.{t.get('name')}", t.get("source"), poll) for t in tables]
+            entries.append((path.stem, config.get("schedule"), reduce(operator.or_, assets), True))
         else:
-            local = (Path(synthlake_home()) / source).resolve()
-            asset = source_asset(path.stem, local.as_uri(), str(local), config.get("source_poll_seconds", 300))
-        entries.append((path.stem, config.get("schedule"), asset))
+            entries.append((path.stem, config.get("schedule"), table_asset(path.stem, config.get("source"), poll),
+                            False))
     return entries
+
+
+def table_asset(stem: str, source: Any, poll_seconds: float | None) -> Asset:
+    """The asset of a source config (`source:` of a dataset or of one of its tables)."""
+    path = str((source if isinstance(source, dict) else {}).get("path") or stem)
+    if "://" in path:
+        return source_asset(stem, path)
+    local = (Path(synthlake_home()) / path).resolve()
+    return source_asset(stem, local.as_uri(), str(local), poll_seconds)
 
 
 def source_asset(stem: str, uri: str, local: str | None = None, poll_seconds: float | None = None) -> Asset:
@@ -327,12 +346,12 @@ def published_asset(stem: str) -> Asset:
     return Asset(name=f"synthlake.{stem}.published", uri=f"synthlake://{stem}/published")
 
 
-def chain_dataset(stem: str, run_id: str, extra: list[str]) -> None:
-    tasks = chain_stages(stage_args(stem, run_id, extra))
+def chain_dataset(stem: str, run_id: str, extra: list[str], related: bool) -> None:
+    tasks = chain_stages(stage_args(stem, run_id, extra), related)
     tasks[-1].outlets = [published_asset(stem)]
 
 
-def on_demand_dag(stem: str, params: Any) -> DAG:
+def on_demand_dag(stem: str, params: Any, related: bool = False) -> DAG:
     """A manual trigger; `params` (params.yaml) gives the rows and seed defaults."""
     with DAG(
         dag_id=f"synthlake_{DAG_ID.sub('_', stem)}_on_demand",
@@ -358,11 +377,11 @@ def on_demand_dag(stem: str, params: Any) -> DAG:
         chain_dataset(stem, "{{ run_id | synthlake_run_id }}",
                       ["--rows", "{{ params.rows }}", "--seed", "{{ params.seed }}",
                        "--where", "{{ params.where }}", "--seed-table", "{{ params.seed_table }}",
-                       "--retrain", "{{ params.retrain }}"])
+                       "--retrain", "{{ params.retrain }}"], related)
     return dag
 
 
-def scheduled_dag(stem: str, cron: str | None, source: Asset) -> DAG:
+def scheduled_dag(stem: str, cron: str | None, source: Any, related: bool = False) -> DAG:
     """On the config's `schedule:` (cron, UTC) and whenever the source asset is updated; rows from params.yaml,
     the seed from the logical date (synthlake_seed), so each night gives new rows and a rerun the same ones."""
     schedule = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=source)
@@ -378,7 +397,7 @@ def scheduled_dag(stem: str, cron: str | None, source: Asset) -> DAG:
         # without a logical date (the source's asset event, a manual trigger) is keyed by its own run id.
         key = "{% if ds_nodash is defined and ds_nodash %}nightly-{{ ds_nodash }}{% else %}" \
               "{{ run_id | synthlake_run_id }}{% endif %}"
-        chain_dataset(stem, key, ["--seed", "{{ synthlake_seed(" + _KEY_EXPR + ") }}"])
+        chain_dataset(stem, key, ["--seed", "{{ synthlake_seed(" + _KEY_EXPR + ") }}"], related)
     return dag
 
 
@@ -386,6 +405,6 @@ _KEY_EXPR = "ds_nodash if ds_nodash is defined and ds_nodash else run_id"
 
 _PARAMS_FILE = Path(synthlake_home()) / "params.yaml"
 _PARAMS = read_yaml(_PARAMS_FILE) if _PARAMS_FILE.is_file() else None
-for _stem, _cron, _source in dataset_entries():
-    on_demand_dag(_stem, _PARAMS)
-    scheduled_dag(_stem, _cron, _source)
+for _stem, _cron, _source, _related in dataset_entries():
+    on_demand_dag(_stem, _PARAMS, _related)
+    scheduled_dag(_stem, _cron, _source, _related)

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 import textwrap
-from datetime import UTC, datetime
 
 from jobs.common import (
     add_run_arguments,
     guarded,
+    new_run_id,
     open_context,
     quiet_services,
     run_alone,
-    run_related_stage,
     run_stage,
 )
+from jobs.related_job import is_related, run_related
 from pipelines.stages import STAGE_NAMES
 
 EPILOG = f"""examples:
@@ -183,10 +182,6 @@ def describe_generators() -> str:
     return "\n".join(lines).rstrip()
 
 
-def new_run_id(dataset: str) -> str:
-    return f"{dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
-
-
 def _open_checked(args, run_id: str):
     """The run's context, the gates' metric names and the generator's hyper-parameters checked too: a typo
     there is exit 2 before Spark starts."""
@@ -200,64 +195,10 @@ def _open_checked(args, run_id: str):
 
 
 def _run_one(stage: str, args) -> None:
-    if _related(args):
-        _run_related(args, [stage])
+    if is_related(args):
+        run_related(args, [stage])
         return
     run_alone(stage, _open_checked(args, args.run_id))
-
-
-def _related(args) -> bool:
-    from pipelines.config import RelatedDatasetConfig, load_any_dataset
-
-    return isinstance(load_any_dataset(args.config), RelatedDatasetConfig)
-
-
-def _run_related(args, stages: list[str]) -> None:
-    """Stages of a run of related tables (pipelines.related) in one Spark session."""
-    from pipelines import related
-    from pipelines.config import ConfigError, load_any_dataset
-    from pipelines.spark import get_spark
-    from pipelines.stages import RELATED_STAGES
-
-    names = [s.name for s in RELATED_STAGES]
-    if unknown := [s for s in stages if s not in names]:
-        raise ConfigError(f"{args.config}: related tables run the stages {names}, not {unknown} (train profiles "
-                          "and checks each table)")
-    if args.where or args.seed_table:
-        raise ConfigError(f"{args.config}: --where and --seed-table apply to one table, not to related tables")
-    run_id = args.run_id or new_run_id(load_any_dataset(args.config).name)
-    ctx = related.open_context(args.config, run_id, args.params, args.env, rows=args.rows, seed=args.seed,
-                               retrain=args.retrain)
-    spark = get_spark(ctx.env, app_name=f"synthlake-run-{ctx.dataset.name}")
-    results = {}
-    try:
-        for stage in stages:
-            results[stage] = run_related_stage(stage, ctx, spark)
-    finally:
-        _print_related_summary(ctx, results, stages)
-
-
-def _print_related_summary(ctx, results: dict, stages: list[str]) -> None:
-    from pipelines.records import RelatedVerdict
-
-    lines = [f"\nsynthlake run {ctx.run_id} ({ctx.dataset.name}: {', '.join(t.name for t in ctx.dataset.tables)})"]
-    for table, model in results.get("train", {}).items():
-        lines.append(f"  model of {table}: {model}")
-    if "sample" in results:
-        lines.append(f"  sampled rows:      {results['sample']['rows']}")
-    if ctx.store.path("related_verdict").exists():
-        v = ctx.store.read(RelatedVerdict)
-        gated = [c for c in v.checks if c.passed is not None]
-        lines.append(f"  validation:        {'PASSED' if v.passed else 'FAILED'} "
-                     f"({len(gated) - len(v.failed_checks)}/{len(gated)} checks)  {ctx.store.path('related_verdict')}")
-        if v.failed_checks:
-            lines.append(f"  failed checks:     {', '.join(v.failed_checks)}")
-    if "publish" in results:
-        for table, path in results["publish"]["tables"].items():
-            lines.append(f"  published {table}: {path}  (partition run_id='{ctx.run_id}')")
-    elif "publish" in stages:
-        lines.append("  published:         nothing (the run stopped before publish)")
-    print("\n".join(lines), flush=True)
 
 
 def _run_all(args) -> None:
@@ -266,11 +207,11 @@ def _run_all(args) -> None:
     from pipelines.config import load_dataset
     from pipelines.lineage import pipeline_run, stage_run
     from pipelines.spark import get_spark
-    from pipelines.stages import RELATED_STAGES
+    from pipelines.stages import RELATED_STAGE_NAMES
     from pipelines.validate import GateFailed
 
-    if _related(args):
-        _run_related(args, [s.name for s in RELATED_STAGES])
+    if is_related(args):
+        run_related(args, list(RELATED_STAGE_NAMES))
         return
     run_id = args.run_id or new_run_id(load_dataset(args.config).name)
     ctx = _open_checked(args, run_id)

@@ -6,8 +6,10 @@ import argparse
 import importlib
 import json
 import os
+import secrets
 import sys
 import time
+from datetime import UTC, datetime
 
 # 1 stays Python's own code for a crash (worth a retry); 2 and 3 are verdicts a retry cannot change.
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STAGE_REFUSED = 0, 2, 3
@@ -59,16 +61,8 @@ def run_stage(stage: str, ctx, spark) -> dict:
     return result
 
 
-def run_related_stage(stage: str, ctx, spark) -> dict:
-    """One stage of a run of related tables (pipelines.stages.RELATED_STAGES), its result printed as run_stage
-    prints it."""
-    module = importlib.import_module("pipelines.related_validate" if stage == "validate" else "pipelines.related")
-    started = time.monotonic()
-    print(f"[synthlake] {stage}: run {ctx.run_id} of related tables {ctx.dataset.name} ...", flush=True)
-    result = (module.run if stage == "validate" else getattr(module, stage))(ctx, spark)
-    print(f"[synthlake] {stage}: done in {time.monotonic() - started:.1f}s {json.dumps(result, default=str)}",
-          flush=True)
-    return result
+def new_run_id(dataset: str) -> str:
+    return f"{dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
 
 
 def run_alone(stage: str, ctx) -> dict:

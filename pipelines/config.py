@@ -153,6 +153,9 @@ class RelatedDatasetConfig(Strict):
     hyper: dict[str, Any] = Field(default_factory=dict)  # over params.yaml's, for every table's model
     audit: str = "synthlake_audit"
     min_column_shape: float | None = Field(None, ge=0, le=1)  # over params.yaml's validate.min_column_shape
+    # as a flat dataset's: the scheduled DAG's cron, and how often its asset watcher polls each table's source
+    schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+    source_poll_seconds: float | None = Field(300, gt=0)
 
     @model_validator(mode="after")
     def _check_relations(self) -> RelatedDatasetConfig:

@@ -58,6 +58,7 @@ RELATED_STAGES = (
     Stage("publish", writes=("related_publish",), reads=("related_sample", "related_verdict"),
           inputs=("staging",), outputs=("published",)),
 )
+RELATED_STAGE_NAMES = tuple(s.name for s in RELATED_STAGES)
 
 
 def declared(name: str) -> Stage:

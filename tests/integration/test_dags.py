@@ -22,6 +22,7 @@ import pytest
 import yaml
 from project_fixture import REPO, VENV_BIN, airflow_env, make_project
 
+from pipelines.stages import RELATED_STAGE_NAMES as RELATED_STAGES
 from pipelines.stages import STAGE_NAMES as STAGES
 
 DAGS = REPO / "dags"
@@ -52,8 +53,11 @@ SUMMARY = textwrap.dedent(
         dags[dag_id] = {
             "timetable": type(dag.timetable).__name__,
             "cron": getattr(getattr(dag.timetable, "timetable", dag.timetable), "expression", None),
-            "assets": [[a.name, a.uri] for a in ([condition] if hasattr(condition, "uri") else [])],
-            "watchers": [[w.name, *w.trigger.serialize()] for w in getattr(condition, "watchers", [])],
+            "assets": [[a.name, a.uri] for a in ([condition] if hasattr(condition, "uri") else
+                                                  getattr(condition, "objects", []))],
+            "watchers": [[w.name, *w.trigger.serialize()] for a in ([condition] if hasattr(condition, "uri") else
+                                                                   getattr(condition, "objects", []))
+                         for w in getattr(a, "watchers", [])],
             "outlets": {t.task_id: [o.name for o in t.outlets] for t in dag.tasks},
             "catchup": dag.catchup,
             "params": {k: dag.params[k] for k in dag.params},
@@ -160,7 +164,26 @@ def summary(tmp_path_factory) -> dict:
 
 def test_dag_files_import_without_errors(summary):
     assert summary["import_errors"] == {}
-    assert set(summary["dags"]) == {"synthlake_adult_on_demand", "synthlake_adult_scheduled"}  # a pair per config
+    assert set(summary["dags"]) == {f"synthlake_{d}_{kind}" for d in ("adult", "storms")  # a pair per config
+                                    for kind in ("on_demand", "scheduled")}
+
+
+@pytest.mark.parametrize("dag_id", ["synthlake_storms_on_demand", "synthlake_storms_scheduled"])
+def test_related_tables_chain_their_own_stages_without_the_ladder(summary, dag_id):
+    dag = summary["dags"][dag_id]
+    tasks = dag["tasks"]
+    assert list(tasks) == list(RELATED_STAGES)
+    for upstream, downstream in zip(RELATED_STAGES, RELATED_STAGES[1:], strict=False):
+        assert tasks[upstream]["downstream"] == [downstream] and tasks[downstream]["trigger_rule"] == "all_success"
+    assert all(t["application"] == str(REPO / "jobs" / "related_job.py") and t["args"][0] == name
+               for name, t in tasks.items())
+    assert dag["outlets"]["publish"] == ["synthlake.storms.published"]
+    if dag_id.endswith("scheduled"):  # an event on either table's source starts a run
+        home = Path(summary["home"]).resolve()
+        assert sorted(dag["assets"]) == [
+            ["synthlake.storms.observations.source", (home / "data/storms/observations.csv").as_uri()],
+            ["synthlake.storms.storms.source", (home / "data/storms/storms.csv").as_uri()]]
+        assert len(dag["watchers"]) == 2
 
 
 @pytest.mark.parametrize("dag_id", ["synthlake_adult_on_demand", "synthlake_adult_scheduled"])
@@ -360,6 +383,26 @@ def test_on_demand_dag_runs_end_to_end(tmp_path):
             assert (parent["job"]["name"], parent["run"]["runId"]) == (task[0]["job"]["name"],
                                                                        task[0]["run"]["runId"]), stage
             assert parent["root"]["job"]["name"] == "synthlake_adult_on_demand"
+
+
+@pytest.mark.slow
+def test_the_related_tables_on_demand_dag_runs_end_to_end(tmp_path):
+    from deltalake import DeltaTable
+
+    root = make_project(tmp_path / "project", params={"sample": {"root_block_rows": 40}})
+    env = airflow_env(root, tmp_path / "airflow")
+    migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, cwd=root,
+                             capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    proc = _run(DAG_TEST, [str(DAGS), json.dumps({"rows": 70, "seed": 3}), "no-retries",
+                           "synthlake_storms_on_demand"], env, root, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
+    run = _tagged_json(proc.stdout, "DAGRUN")
+    assert run["state"] == "success" and run["tasks"] == dict.fromkeys(RELATED_STAGES, "success"), run
+    storms = DeltaTable(str(root / "var/lake/storms_storms")).to_pandas()
+    observations = DeltaTable(str(root / "var/lake/storms_observations")).to_pandas()
+    assert len(storms) == 70 and set(storms["run_id"]) == {run["run_id"]}
+    assert len(observations) > 70 and observations["storm_id"].isin(storms["storm_id"]).all()
 
 
 @pytest.mark.slow

@@ -23,11 +23,12 @@ from project_fixture import REPO as REPO_ROOT
 from project_fixture import VENV_BIN, make_project, project_env
 
 from pipelines.records import LAYOUT
-from pipelines.stages import STAGE_NAMES, STAGES
+from pipelines.stages import RELATED_STAGE_NAMES, RELATED_STAGES, STAGE_NAMES, STAGES
 
 PACKAGES = ("jobs", "pipelines", "synthlake")
 RUN_ID = "dvc"
 DATASET = "adult"
+RELATED = "storms"  # dvc.yaml's stage of the related tables' demo
 CODE_DIRS = ("jobs", "pipelines", "synthlake")
 LAZY_IMPORT = re.compile(r"^(jobs|pipelines|synthlake)(\.\w+)+:\w+$")
 REPRO_TIMEOUT_S = 900  # one dvc command: the first repro took 5-9 min on a shared 2-core machine
@@ -56,7 +57,7 @@ def _project_imports(path: Path) -> set[str]:
             names |= {f"{node.module}.{a.name}" for a in node.names}  # `from pipelines import tracking`
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_IMPORT.match(node.value):
             names.add(node.value.split(":")[0])  # a registry entry imported on first use: "module:Class"
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"\w+\.py", node.value):
             sibling = path.with_name(node.value)
             if sibling.is_file():
                 names.add(".".join(sibling.relative_to(REPO_ROOT).with_suffix("").parts))
@@ -65,7 +66,12 @@ def _project_imports(path: Path) -> set[str]:
 
 def stage_code(stage: str) -> set[str]:
     """The files behind jobs/<stage>_job.py: it imports pipelines.<stage> by name (jobs.common.run_stage)."""
-    todo, files = [f"jobs.{stage}_job", f"pipelines.{stage}"], set()
+    return code_of([f"jobs.{stage}_job", f"pipelines.{stage}"])
+
+
+def code_of(modules: list[str]) -> set[str]:
+    """The project files `modules` import, themselves included."""
+    todo, files = list(modules), set()
     while todo:
         parts = todo.pop().split(".")
         for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py
@@ -74,6 +80,10 @@ def stage_code(stage: str) -> set[str]:
                 files.add(path)
                 todo.extend(_project_imports(path))
     return {str(p.relative_to(REPO_ROOT)) for p in files}
+
+
+def doc_stage(name: str) -> dict:
+    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"][name]
 
 
 def dvc_stages() -> dict:
@@ -87,7 +97,8 @@ def dvc_stages() -> dict:
     for name, stage in doc["stages"].items():
         outs = [interpolate(next(iter(o)) if isinstance(o, dict) else o)
                 for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
-        stages[name] = {"cmd": interpolate(stage["cmd"]), "outs": outs, "params": stage.get("params", []),
+        cmd = stage["cmd"] if isinstance(stage["cmd"], str) else " && ".join(stage["cmd"])
+        stages[name] = {"cmd": interpolate(cmd), "outs": outs, "params": stage.get("params", []),
                         "deps": {interpolate(d) for d in stage.get("deps", [])}}
     return stages
 
@@ -98,7 +109,7 @@ def run_files(names: tuple[str, ...]) -> set[str]:
 
 def test_dvc_yaml_runs_the_declared_stages_in_order_with_their_records():
     stages = dvc_stages()
-    assert tuple(stages) == STAGE_NAMES
+    assert tuple(stages) == (*STAGE_NAMES, RELATED)
     for stage in STAGES:
         dvc = stages[stage.name]
         assert (REPO_ROOT / "jobs" / f"{stage.name}_job.py").is_file(), f"jobs/{stage.name}_job.py is missing"
@@ -118,6 +129,20 @@ def test_dvc_yaml_code_deps_are_exactly_what_the_stage_imports(name):
                                 f"and lacks {sorted(expected - listed)}; its code deps are:\n{paste}")
     stale = {d for d in deps if not (REPO_ROOT / d).exists() and not d.startswith("var/")}
     assert not stale, f"dvc.yaml: stage {name!r} depends on files that do not exist: {sorted(stale)}"
+
+
+def test_the_related_tables_stage_runs_their_stages_in_order_on_exactly_their_code():
+    stage = dvc_stages()[RELATED]
+    commands = doc_stage(RELATED)["cmd"]
+    assert [c.split()[3] for c in commands] == list(RELATED_STAGE_NAMES)
+    assert all(f"-m jobs.related_job {name} conf/datasets/{RELATED}.yaml --run-id {RUN_ID} --env local" in c
+               for name, c in zip(RELATED_STAGE_NAMES, commands, strict=True))
+    writes = tuple(w for s in RELATED_STAGES for w in s.writes)
+    assert set(stage["outs"]) == {f"var/runs/{RELATED}/{RUN_ID}/{LAYOUT[w]}" for w in writes}
+    listed = {d for d in stage["deps"] if d.split("/")[0] in CODE_DIRS}
+    expected = code_of(["jobs.related_job", "pipelines.related", "pipelines.related_validate"])
+    paste = "\n".join(f"      - {d}" for d in sorted(expected))
+    assert listed == expected, f"dvc.yaml: stage {RELATED!r}'s code deps are:\n{paste}"
 
 
 # ---- dvc repro in a copy of the project ---------------------------------------------------------------
@@ -155,10 +180,10 @@ def _dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     return proc
 
 
-def _repro(root: Path) -> tuple[set[str], set[str], float]:
-    """`dvc repro`: the stages that ran, the ones skipped as unchanged, and the seconds it took."""
+def _repro(root: Path, *targets: str) -> tuple[set[str], set[str], float]:
+    """`dvc repro [targets]`: the stages that ran, the ones skipped as unchanged, and the seconds it took."""
     started = time.monotonic()
-    out = _dvc(root, "repro").stdout
+    out = _dvc(root, "repro", *targets).stdout
     seconds = time.monotonic() - started
     ran = set(re.findall(r"Running stage '(\w+)'", out))
     skipped = set(re.findall(r"Stage '(\w+)' didn't change, skipping", out))
@@ -184,9 +209,9 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
     run_dir = root / "var" / "runs" / DATASET / RUN_ID
     timings = {}
 
-    # 1. Everything runs, in order, and the run's rows are published.
+    # 1. Everything runs, in order, and the run's rows are published (the related tables' too).
     ran, _, timings["first"] = _repro(root)
-    assert ran == set(STAGE_NAMES)
+    assert ran == {*STAGE_NAMES, RELATED}
     # attempts.json: only after a failed gate (pipelines.retrain; dvc repro stops there)
     for path in run_files(tuple(LAYOUT)) - run_files(("model", "train_work", "train_checkpoints", "attempts")):
         assert (root / path).is_file(), path
@@ -194,8 +219,10 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
     assert model_files == {"generator.json", "generator.pt", "sampler.json", "sampler.npz"}
     assert json.loads((run_dir / LAYOUT["verdict"]).read_text())["passed"] is True
     assert _published_rows(root, "published") == 200
+    related = json.loads((root / "var/runs" / RELATED / RUN_ID / LAYOUT["related_publish"]).read_text())
+    assert set(related["tables"]) == {"storms", "observations"} and related["rows"]["storms"] == 200
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == set(STAGE_NAMES)
+    assert set(lock["stages"]) == {*STAGE_NAMES, RELATED}
     model_out = next(o for o in lock["stages"]["train"]["outs"] if o["path"].endswith("/model"))
     assert model_out["md5"].endswith(".dir") and model_out["nfiles"] >= 2  # the model is in DVC's cache
     source = next(d for d in lock["stages"]["profile"]["deps"] if d["path"] == "data/adult/adult.data")
@@ -211,12 +238,12 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
 
     # 2. Nothing changed: nothing runs.
     ran, skipped, timings["second"] = _repro(root)
-    assert ran == set() and skipped == set(STAGE_NAMES)
+    assert ran == set() and skipped == {*STAGE_NAMES, RELATED}
     assert "up to date" in _dvc(root, "status").stdout
 
     # 3. A validate param changed: validate and publish run again, and the partition is replaced, not added.
     _set_param(root, "validate", "max_rows", 1000)
-    ran, skipped, timings["after_param_change"] = _repro(root)
+    ran, skipped, timings["after_param_change"] = _repro(root, "publish")  # the related tables' stage would too
     assert ran == {"validate", "publish"}
     assert skipped == {"profile", "check", "train", "sample"}
     assert _published_rows(root, "published") == 200
