@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 
@@ -60,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "its rows obey (derived columns, lookups, inequalities, fixed "
                                        "combinations: over every row, evidence as comments) and write a "
                                        "dataset config that `synthlake run` accepts as it is.")
-    infer.add_argument("source", help="path or URI of the source table")
+    infer.add_argument("source", nargs="+",
+                       help="path or URI of the source table; several (or a folder of tables): related tables, "
+                            "their keys and order inferred")
     infer.add_argument("--format", choices=["csv", "parquet", "delta"],
                        help="source format (default: from the file extension; a folder with _delta_log is delta)")
     infer.add_argument("--name", help="dataset name (default: from the source's file name)")
@@ -273,9 +276,20 @@ def _print_summary(ctx, results: dict) -> None:
 
 
 def _infer(args) -> None:
-    from pipelines.infer_config import infer_config
+    from pathlib import Path
 
-    path = infer_config(args.source, fmt=args.format, name=args.name, output=args.output,
+    from pipelines.config import resolve
+    from pipelines.infer_config import infer_config
+    from pipelines.infer_related import infer_related_config
+
+    first = Path(resolve(args.source[0]))
+    if len(args.source) > 1 or (first.is_dir() and not (first / "_delta_log").is_dir()):
+        name = args.name or re.sub(r"[^A-Za-z0-9_-]", "_", first.name if len(args.source) == 1 else "related")
+        path = infer_related_config(args.source, name, output=args.output, sample_rows=args.sample_rows,
+                                    force=args.force, env_name=args.env)
+        print(f"wrote {path}; review it, then: synthlake run {path}")
+        return
+    path = infer_config(args.source[0], fmt=args.format, name=args.name, output=args.output,
                         header=not args.no_header, sample_rows=args.sample_rows, force=args.force,
                         env_name=args.env, rules=not args.no_rules)
     print(f"wrote {path}; review it, then: synthlake run {path}")

@@ -141,3 +141,34 @@ def test_rules_are_discovered_over_the_whole_source_and_hold_on_it(project):
     table = orders()
     broken = dataset.ruleset.fit(table).violations(table).sum()
     assert len(broken) == 7 and (broken == 0).all(), broken.to_dict()
+
+
+def test_several_sources_are_drafted_as_related_tables_with_keys_and_order(project):
+    """A folder of tables: customers own their purchases (2% orphans), ordered in time; `store` also names a
+    table, which is a second parent: left out with a comment."""
+    rng = np.random.default_rng(2)
+    folder = project / "data_in" / "shop"
+    folder.mkdir()
+    people = customers(200)[["customer_id", "age", "plan"]]
+    people.to_parquet(folder / "customers.parquet", index=False)
+    pd.DataFrame({"store_id": [1, 2, 3], "city": ["Lyon", "Oslo", "Lima"]}).to_parquet(folder / "stores.parquet",
+                                                                                         index=False)
+    n = 1500
+    owner = rng.choice(people["customer_id"], n)
+    owner[:30] = "C-99999"  # orphans: no such customer
+    purchases = pd.DataFrame({"purchase_id": np.arange(n), "customer_id": owner, "store_id": rng.integers(1, 4, n),
+                              "amount": rng.gamma(2, 20, n).round(2),
+                              "at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="h")})
+    purchases.to_parquet(folder / "purchases.parquet", index=False, coerce_timestamps="us")
+
+    done = synthlake(project, "infer-config", "data_in/shop", "--output", "conf/datasets/shop.yaml")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    text = (project / "conf/datasets/shop.yaml").read_text()
+    config = yaml.safe_load(text)
+    tables = {t["name"]: t for t in config["tables"]}
+    assert config["name"] == "shop" and list(tables) == ["customers", "purchases"]  # customers: the root
+    assert tables["customers"]["primary_key"] == "customer_id" and tables["purchases"]["primary_key"] == "purchase_id"
+    assert tables["purchases"]["foreign_keys"] == [{"column": "customer_id", "parent": "customers"}]
+    assert tables["purchases"]["order_by"] == "at"
+    assert "foreign key 'customer_id' -> 'customers' (99.5% of its non-null values" in text
+    assert "'store_id' also references 'stores'" in text and "table 'stores' left out" in text
