@@ -164,7 +164,7 @@ def summary(tmp_path_factory) -> dict:
 
 def test_dag_files_import_without_errors(summary):
     assert summary["import_errors"] == {}
-    assert set(summary["dags"]) == {f"synthlake_{d}_{kind}" for d in ("adult", "storms")  # a pair per config
+    assert set(summary["dags"]) == {f"synthlake_{d}_{kind}" for d in ("adult", "nycflights", "storms")  # a pair per config
                                     for kind in ("on_demand", "scheduled")}
 
 

@@ -22,13 +22,15 @@ import yaml
 from project_fixture import REPO as REPO_ROOT
 from project_fixture import VENV_BIN, make_project, project_env
 
+from pipelines.config import load_any_dataset
 from pipelines.records import LAYOUT
 from pipelines.stages import RELATED_STAGE_NAMES, RELATED_STAGES, STAGE_NAMES, STAGES
 
 PACKAGES = ("jobs", "pipelines", "synthlake")
 RUN_ID = "dvc"
 DATASET = "adult"
-RELATED = "storms"  # dvc.yaml's stage of the related tables' demo
+RELATED = ("storms", "nycflights")  # the demos of related tables: dvc.yaml's stage related@<dataset> each
+RELATED_RUNS = {f"related@{d}" for d in RELATED}
 CODE_DIRS = ("jobs", "pipelines", "synthlake")
 LAZY_IMPORT = re.compile(r"^(jobs|pipelines|synthlake)(\.\w+)+:\w+$")
 REPRO_TIMEOUT_S = 900  # one dvc command: the first repro took 5-9 min on a shared 2-core machine
@@ -82,24 +84,29 @@ def code_of(modules: list[str]) -> set[str]:
     return {str(p.relative_to(REPO_ROOT)) for p in files}
 
 
-def doc_stage(name: str) -> dict:
-    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"][name]
-
-
 def dvc_stages() -> dict:
+    """dvc.yaml's stages as DVC names them (a `foreach` stage's as `<stage>@<key>`), variables interpolated."""
     doc = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     variables = {k: v for entry in doc.get("vars", []) if isinstance(entry, dict) for k, v in entry.items()}
 
-    def interpolate(text: str) -> str:
-        return re.sub(r"\$\{(\w+)\}", lambda m: str(variables[m.group(1)]), text)
+    def interpolate(text: str, local: dict) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: str({**variables, **local}[m.group(1)]), text)
+
+    def parsed(stage: dict, local: dict) -> dict:
+        outs = [interpolate(next(iter(o)) if isinstance(o, dict) else o, local)
+                for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
+        commands = [stage["cmd"]] if isinstance(stage["cmd"], str) else stage["cmd"]
+        return {"cmd": " && ".join(interpolate(c, local) for c in commands), "commands":
+                [interpolate(c, local) for c in commands], "outs": outs, "params": stage.get("params", []),
+                "deps": {interpolate(d, local) for d in stage.get("deps", [])}}
 
     stages = {}
     for name, stage in doc["stages"].items():
-        outs = [interpolate(next(iter(o)) if isinstance(o, dict) else o)
-                for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
-        cmd = stage["cmd"] if isinstance(stage["cmd"], str) else " && ".join(stage["cmd"])
-        stages[name] = {"cmd": interpolate(cmd), "outs": outs, "params": stage.get("params", []),
-                        "deps": {interpolate(d) for d in stage.get("deps", [])}}
+        if "foreach" in stage:
+            for key, item in stage["foreach"].items():
+                stages[f"{name}@{key}"] = parsed(stage["do"], {"key": key, "item": item})
+        else:
+            stages[name] = parsed(stage, {})
     return stages
 
 
@@ -109,7 +116,7 @@ def run_files(names: tuple[str, ...]) -> set[str]:
 
 def test_dvc_yaml_runs_the_declared_stages_in_order_with_their_records():
     stages = dvc_stages()
-    assert tuple(stages) == (*STAGE_NAMES, RELATED)
+    assert tuple(stages) == (*STAGE_NAMES, *sorted(RELATED_RUNS, key=lambda s: s != "related@storms"))
     for stage in STAGES:
         dvc = stages[stage.name]
         assert (REPO_ROOT / "jobs" / f"{stage.name}_job.py").is_file(), f"jobs/{stage.name}_job.py is missing"
@@ -131,18 +138,21 @@ def test_dvc_yaml_code_deps_are_exactly_what_the_stage_imports(name):
     assert not stale, f"dvc.yaml: stage {name!r} depends on files that do not exist: {sorted(stale)}"
 
 
-def test_the_related_tables_stage_runs_their_stages_in_order_on_exactly_their_code():
-    stage = dvc_stages()[RELATED]
-    commands = doc_stage(RELATED)["cmd"]
-    assert [c.split()[3] for c in commands] == list(RELATED_STAGE_NAMES)
-    assert all(f"-m jobs.related_job {name} conf/datasets/{RELATED}.yaml --run-id {RUN_ID} --env local" in c
-               for name, c in zip(RELATED_STAGE_NAMES, commands, strict=True))
+@pytest.mark.parametrize("dataset", RELATED)
+def test_a_related_tables_demo_runs_their_stages_in_order_on_exactly_their_code(dataset):
+    stage = dvc_stages()[f"related@{dataset}"]
+    commands = [c.split(" -m jobs.related_job ")[1] for c in stage["commands"]]
+    assert commands == [f"{name} conf/datasets/{dataset}.yaml --run-id {RUN_ID} --env local"
+                        for name in RELATED_STAGE_NAMES]
     writes = tuple(w for s in RELATED_STAGES for w in s.writes)
-    assert set(stage["outs"]) == {f"var/runs/{RELATED}/{RUN_ID}/{LAYOUT[w]}" for w in writes}
+    assert set(stage["outs"]) == {f"var/runs/{dataset}/{RUN_ID}/{LAYOUT[w]}" for w in writes}
+    sources = {t.source.path for t in load_any_dataset(REPO_ROOT / f"conf/datasets/{dataset}.yaml").tables}
+    folders = {d for d in stage["deps"] if d.startswith("data/")}
+    assert len(folders) == 1 and all(path.startswith(f"{next(iter(folders))}/") for path in sources)
     listed = {d for d in stage["deps"] if d.split("/")[0] in CODE_DIRS}
     expected = code_of(["jobs.related_job", "pipelines.related", "pipelines.related_validate"])
     paste = "\n".join(f"      - {d}" for d in sorted(expected))
-    assert listed == expected, f"dvc.yaml: stage {RELATED!r}'s code deps are:\n{paste}"
+    assert listed == expected, f"dvc.yaml: the related stage's code deps are:\n{paste}"
 
 
 # ---- dvc repro in a copy of the project ---------------------------------------------------------------
@@ -185,8 +195,8 @@ def _repro(root: Path, *targets: str) -> tuple[set[str], set[str], float]:
     started = time.monotonic()
     out = _dvc(root, "repro", *targets).stdout
     seconds = time.monotonic() - started
-    ran = set(re.findall(r"Running stage '(\w+)'", out))
-    skipped = set(re.findall(r"Stage '(\w+)' didn't change, skipping", out))
+    ran = set(re.findall(r"Running stage '([\w@]+)'", out))
+    skipped = set(re.findall(r"Stage '([\w@]+)' didn't change, skipping", out))
     stage_seconds = re.findall(r"\[synthlake\] (\w+): done in ([\d.]+)s", out)
     print(f"\n[dvc] repro {seconds:.1f}s; in the stages (Spark start excluded): "
           + (", ".join(f"{name} {sec}s" for name, sec in stage_seconds) or "none"))
@@ -211,7 +221,7 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
 
     # 1. Everything runs, in order, and the run's rows are published (the related tables' too).
     ran, _, timings["first"] = _repro(root)
-    assert ran == {*STAGE_NAMES, RELATED}
+    assert ran == {*STAGE_NAMES, *RELATED_RUNS}
     # attempts.json: only after a failed gate (pipelines.retrain; dvc repro stops there)
     for path in run_files(tuple(LAYOUT)) - run_files(("model", "train_work", "train_checkpoints", "attempts")):
         assert (root / path).is_file(), path
@@ -219,10 +229,11 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
     assert model_files == {"generator.json", "generator.pt", "sampler.json", "sampler.npz"}
     assert json.loads((run_dir / LAYOUT["verdict"]).read_text())["passed"] is True
     assert _published_rows(root, "published") == 200
-    related = json.loads((root / "var/runs" / RELATED / RUN_ID / LAYOUT["related_publish"]).read_text())
-    assert set(related["tables"]) == {"storms", "observations"} and related["rows"]["storms"] == 200
+    for dataset, tables in (("storms", {"storms", "observations"}), ("nycflights", {"planes", "flights"})):
+        related = json.loads((root / "var/runs" / dataset / RUN_ID / LAYOUT["related_publish"]).read_text())
+        assert set(related["tables"]) == tables and min(related["rows"].values()) > 0, dataset
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {*STAGE_NAMES, RELATED}
+    assert set(lock["stages"]) == {*STAGE_NAMES, *RELATED_RUNS}
     model_out = next(o for o in lock["stages"]["train"]["outs"] if o["path"].endswith("/model"))
     assert model_out["md5"].endswith(".dir") and model_out["nfiles"] >= 2  # the model is in DVC's cache
     source = next(d for d in lock["stages"]["profile"]["deps"] if d["path"] == "data/adult/adult.data")
@@ -238,7 +249,7 @@ def test_dvc_repro_runs_the_pipeline_once_and_then_only_what_changed(tmp_path):
 
     # 2. Nothing changed: nothing runs.
     ran, skipped, timings["second"] = _repro(root)
-    assert ran == set() and skipped == {*STAGE_NAMES, RELATED}
+    assert ran == set() and skipped == {*STAGE_NAMES, *RELATED_RUNS}
     assert "up to date" in _dvc(root, "status").stdout
 
     # 3. A validate param changed: validate and publish run again, and the partition is replaced, not added.
