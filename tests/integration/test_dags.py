@@ -164,8 +164,8 @@ def summary(tmp_path_factory) -> dict:
 
 def test_dag_files_import_without_errors(summary):
     assert summary["import_errors"] == {}
-    assert set(summary["dags"]) == {f"synthlake_{d}_{kind}" for d in ("adult", "nycflights", "storms")  # a pair per config
-                                    for kind in ("on_demand", "scheduled")}
+    assert set(summary["dags"]) == {f"synthlake_{d}_{kind}" for d in ("adult", "nycflights", "storms")
+                                    for kind in ("on_demand", "scheduled")}  # a pair per config
 
 
 @pytest.mark.parametrize("dag_id", ["synthlake_storms_on_demand", "synthlake_storms_scheduled"])
