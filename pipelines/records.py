@@ -42,7 +42,8 @@ LAYOUT = {
     "related_train": "related_train.json",
     "related_sample": "related_sample.json",
     "related_verdict": "related_validation.json",
-    "related_report": "related_report.json",
+    "related_figures": "related_figures.json",  # the validation's figures, by table
+    "related_report": "related_report.html",
     "related_publish": "related_publish.json",
 }
 

@@ -25,6 +25,7 @@ from pipelines.validate import GateFailed
 from synthlake.evaluation import evaluate
 from synthlake.evaluation.sequences import autocorrelation, children_per_parent, coherence, length_similarity
 from synthlake.metadata import ColumnKind, TableMetadata
+from synthlake.related_report import Family, render_related_report
 
 FOUND = "__parent_found"  # the staged child row's foreign key is a staged parent key
 TABLE_METRICS = ["accuracy", "column_shapes", "column_pair_trends"]
@@ -39,11 +40,11 @@ def run(ctx: RelatedContext, spark) -> dict:
         if staged[ctx.dataset.relations.root.name].isEmpty():
             raise StageError(f"run {ctx.run_id!r} staged no rows: run the sample stage first")
         checks = key_checks(ctx, staged)
-        report = {}
+        figures, families = {}, []
         for table in ctx.dataset.tables:
-            figures, table_checks = _table_checks(spark, ctx, table.name, staged, threshold)
-            report[table.name] = figures
+            figures[table.name], table_checks, family = _table_checks(spark, ctx, table.name, staged, threshold)
             checks += table_checks
+            families += [family] if family else []
     finally:
         for df in staged.values():
             df.unpersist()
@@ -51,10 +52,13 @@ def run(ctx: RelatedContext, spark) -> dict:
     verdict = RelatedVerdict(run_id=ctx.run_id, passed=not failed, failed_checks=failed, checks=checks,
                              validated_at=datetime.now(UTC))
     path = ctx.store.write(verdict)
-    figures = ctx.store.write_json("related_report", report)
+    ctx.store.write_json("related_figures", figures)
+    report = ctx.store.write_text("related_report", render_related_report(
+        dataset=ctx.dataset.name, run_id=ctx.run_id, passed=not failed, checks=checks, families=families))
+    print(f"[synthlake] validate: report {report}", flush=True)
     if failed:
-        raise GateFailed(f"validation failed for run {ctx.run_id!r}: {', '.join(failed)} (see {path})")
-    return {"passed": True, "checks": len(checks), "verdict": str(path), "figures": str(figures)}
+        raise GateFailed(f"validation failed for run {ctx.run_id!r}: {', '.join(failed)} (see {report})")
+    return {"passed": True, "checks": len(checks), "verdict": str(path), "report": str(report)}
 
 
 # ---- keys -----------------------------------------------------------------------------------------------
@@ -134,13 +138,14 @@ def _table_checks(spark, ctx: RelatedContext, name: str, staged: dict, threshold
                     ">=" if m == "column_shapes" else None,
                     _at_least(figures[m], threshold) if m == "column_shapes" else None) for m in TABLE_METRICS]
     if table.owner is None:
-        return figures, checks
+        return figures, checks, None
     parent = ctx.dataset.table(table.owner.parent)
     real_parents, real_children = _families(spark, ctx, table, parent, limit, seed, staged, real=True)
     syn_parents, syn_children = _families(spark, ctx, table, parent, limit, seed, staged, real=False)
     key, pk = table.owner.column, parent.primary_key
-    figures["children_per_parent"] = length_similarity(children_per_parent(real_parents[pk], real_children[key]),
-                                                       children_per_parent(syn_parents[pk], syn_children[key]))
+    family = Family(name, key, table.order_by, table.learned, children_per_parent(real_parents[pk], real_children[key]),
+                    children_per_parent(syn_parents[pk], syn_children[key]), real_children, syn_children)
+    figures["children_per_parent"] = length_similarity(family.real_lengths, family.synthetic_lengths)
     checks.append(check(f"children_per_parent:{name}", "sequences", figures["children_per_parent"], threshold,
                         ">=", _at_least(figures["children_per_parent"], threshold)))
     if table.order_by is not None:
@@ -152,7 +157,7 @@ def _table_checks(spark, ctx: RelatedContext, name: str, staged: dict, threshold
             c.name: {"real": _number(autocorrelation(real_children, key, table.order_by, c.name)),
                      "synthetic": _number(autocorrelation(syn_children, key, table.order_by, c.name))}
             for c in table.learned if c.kind == ColumnKind.NUMERIC}
-    return figures, checks
+    return figures, checks, family
 
 
 def _families(spark, ctx: RelatedContext, table, parent, limit: int, seed: int, staged: dict, real: bool):

@@ -53,7 +53,7 @@ RELATED_STAGES = (
     Stage("train", writes=("related_train",), reads=(), inputs=("source",), outputs=("registered_model",)),
     Stage("sample", writes=("related_sample",), reads=("related_train",), inputs=("registered_model",),
           outputs=("staging",)),
-    Stage("validate", writes=("related_verdict", "related_report"), reads=("related_sample",),
+    Stage("validate", writes=("related_verdict", "related_figures", "related_report"), reads=("related_sample",),
           inputs=("source", "staging")),
     Stage("publish", writes=("related_publish",), reads=("related_sample", "related_verdict"),
           inputs=("staging",), outputs=("published",)),

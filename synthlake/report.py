@@ -123,9 +123,9 @@ def render_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>",
-        f"<h1>Synthetic data validation: <code>{_e(dataset)}</code>, run <code>{_e(run_id)}</code></h1>",
-        _verdict(passed, checks),
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>",
+        f"<h1>Synthetic data validation: <code>{escape(dataset)}</code>, run <code>{escape(run_id)}</code></h1>",
+        verdict_section(passed, checks),
         _facts(facts),
         _headline_table(checks),
         _explanation(explanation, checks),
@@ -145,7 +145,7 @@ def render_report(
 # --- text --------------------------------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
+def escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
@@ -174,7 +174,7 @@ def _fmt(value: object) -> str:
     if isinstance(value, float | np.floating):
         return _number(float(value))
     text = str(value)
-    return _e(text if len(text) <= 200 else text[:197] + "...")
+    return escape(text if len(text) <= 200 else text[:197] + "...")
 
 
 def _badge(ok: object) -> str:
@@ -188,7 +188,7 @@ def _threshold(check: Mapping) -> str:
     threshold, op = check.get("threshold"), check.get("op")
     if threshold is None:
         return "— (not a gate)" if check.get("passed") is None and op else "—"
-    op_text = _e(str(op).replace("<=", " ≤").replace(">=", " ≥").replace("-", " − ")) if op else ""
+    op_text = escape(str(op).replace("<=", " ≤").replace(">=", " ≥").replace("-", " − ")) if op else ""
     if isinstance(threshold, float | np.floating) and math.isfinite(threshold) and abs(threshold) < 1000:
         value = f"{float(threshold):.4f}".rstrip("0").rstrip(".")
     else:
@@ -207,7 +207,7 @@ def _short(name: str) -> str:
 # --- sections: verdict, facts, tables ----------------------------------------------------------------------
 
 
-def _verdict(passed: bool, checks: list[dict]) -> str:
+def verdict_section(passed: bool, checks: list[dict]) -> str:
     gated = [c for c in checks if c.get("passed") is not None]  # the others are reported, not gates
     failed = [c for c in gated if c.get("passed") is False]
     n_ok = len(gated) - len(failed)
@@ -219,7 +219,7 @@ def _verdict(passed: bool, checks: list[dict]) -> str:
     if failed:
         label = "Failed checks" if not passed else "Checks that failed (not blocking the verdict)"
         out.append(f"<div>{label} ({len(failed)}):</div><ul>")
-        out += [f"<li><code>{_e(c.get('check', '?'))}</code></li>" for c in failed]
+        out += [f"<li><code>{escape(c.get('check', '?'))}</code></li>" for c in failed]
         out.append("</ul>")
     elif not passed:
         out.append("<div>No individual check failed; the run was marked as failed by the pipeline.</div>")
@@ -230,7 +230,7 @@ def _verdict(passed: bool, checks: list[dict]) -> str:
 def _facts(facts: Mapping[str, object] | None) -> str:
     if not facts:
         return ""
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in facts.items())
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in facts.items())
     return f'<table class="facts">{rows}</table>'
 
 
@@ -248,12 +248,12 @@ def _headline_table(checks: list[dict]) -> str:
     )
     for c in rows:
         family = c.get("family")
-        family_text = _e(family) if family in known else f"{_e(family)} <span class=muted>(other)</span>"
+        family_text = escape(family) if family in known else f"{escape(family)} <span class=muted>(other)</span>"
         out.append(
-            f"<tr{_row_class(c)}><td><code>{_e(c.get('check', '?'))}</code></td><td>{family_text}</td>"
+            f"<tr{_row_class(c)}><td><code>{escape(c.get('check', '?'))}</code></td><td>{family_text}</td>"
             f'<td class="num">{_fmt(c.get("value"))}</td><td class="num">{_threshold(c)}</td>'
             f"<td>{_badge(c.get('passed'))}</td>"
-            f'<td class="muted">{_e(_meaning(c.get("check", "")))}</td></tr>'
+            f'<td class="muted">{escape(_meaning(c.get("check", "")))}</td></tr>'
         )
     out.append("</table>")
     return "\n".join(out)
@@ -293,7 +293,7 @@ def _shapes_table(checks: list[dict], metadata: TableMetadata) -> str:
         column = _shape_column(c, metadata)
         kind = metadata.column(column).kind.value if column in metadata.names else "—"
         out.append(
-            f"<tr{_row_class(c)}><td><code>{_e(column)}</code></td><td>{_e(kind)}</td>"
+            f"<tr{_row_class(c)}><td><code>{escape(column)}</code></td><td>{escape(kind)}</td>"
             f'<td class="num">{_fmt(c.get("value"))}</td><td class="num">{_threshold(c)}</td>'
             f"<td>{_badge(c.get('passed'))}</td></tr>"
         )
@@ -323,7 +323,7 @@ def _expectations(checks: list[dict]) -> str:
     for c in failed + ok:
         threshold = f'<td class="num">{_threshold(c)}</td>' if with_threshold else ""
         out.append(
-            f"<tr{_row_class(c)}><td><code>{_e(c.get('check', '?'))}</code></td>"
+            f"<tr{_row_class(c)}><td><code>{escape(c.get('check', '?'))}</code></td>"
             f'<td class="num">{_fmt(c.get("value"))}</td>{threshold}<td>{_badge(c.get("passed"))}</td></tr>'
         )
     out.append("</table></details>")
@@ -338,7 +338,7 @@ def _rules_section(rules: list[tuple[str, str, float | None]] | None, checks: li
     rows = []
     for label, says, source_share in rules:
         check = staged.get(label, {})
-        rows.append(f"<tr{_row_class(check)}><td><code>{_e(label)}</code></td><td>{_e(says)}</td>"
+        rows.append(f"<tr{_row_class(check)}><td><code>{escape(label)}</code></td><td>{escape(says)}</td>"
                     f'<td class="num">{_fmt(source_share)}</td><td class="num">{_fmt(check.get("value"))}</td>'
                     f"<td>{_badge(check.get('passed'))}</td></tr>")
     return "\n".join([
@@ -356,7 +356,7 @@ def _drift_section(drift: Mapping | None) -> str:
         return ""
     limits = drift.get("thresholds") or {}
     columns = sorted((drift.get("columns") or {}).items(), key=lambda kv: -kv[1]["psi"])
-    rows = [f"<tr{_row_class({'passed': not d['drifted']})}><td><code>{_e(name)}</code></td>"
+    rows = [f"<tr{_row_class({'passed': not d['drifted']})}><td><code>{escape(name)}</code></td>"
             f'<td class="num">{_fmt(d["psi"])}</td><td class="num">{_fmt(d.get("js"))}</td>'
             f'<td class="num">{_fmt(d.get("ks"))}</td><td>{"drifted" if d["drifted"] else "stable"}</td></tr>'
             for name, d in columns]
@@ -364,7 +364,7 @@ def _drift_section(drift: Mapping | None) -> str:
              "</table>"] if rows else ["<p>No drift scores: there was no source of the champion's to compare.</p>"]
     return "\n".join([
         "<h2>Drift and retraining</h2>",
-        f"<p><strong>{_e(drift.get('decision'))}</strong>: {_e(drift.get('reason'))}.</p>",
+        f"<p><strong>{escape(drift.get('decision'))}</strong>: {escape(drift.get('reason'))}.</p>",
         f'<p class="caption">This run\'s training rows against those the champion model learned (PSI over the '
         f"champion's bins; Jensen-Shannon distance for categories, KS at the champion's ventiles for numbers). A "
         f"column drifted above PSI {_fmt(limits.get('psi'))}, JS {_fmt(limits.get('js'))} or KS "
@@ -380,7 +380,7 @@ def _explanation(explanation: Explanation | None, checks: list[dict]) -> str:
         return ""
     failed = [c for c in checks if c.get("family") in FIDELITY_FAMILIES and c.get("passed") is False]
     if failed:
-        names = ", ".join(f"<code>{_e(c.get('check', '?'))}</code>" for c in failed)
+        names = ", ".join(f"<code>{escape(c.get('check', '?'))}</code>" for c in failed)
         head, tail = ['<h2 id="why">Why the gate failed</h2>', f"<p>Failed fidelity checks: {names}.</p>"], []
     else:
         head = ['<h2 id="why">What distinguishes synthetic rows</h2>',
@@ -390,18 +390,18 @@ def _explanation(explanation: Explanation | None, checks: list[dict]) -> str:
         "<h3>What the detector tells rows apart by</h3>",
         '<p class="caption">The detection_auc classifier\'s top columns: how much its AUC drops when the column '
         "alone is shuffled among rows it did not train on (0: not used).</p>",
-        _table(["column", "AUC drop when shuffled"], [[_code(c), _fmt(v)] for c, v in explanation.features],
+        html_table(["column", "AUC drop when shuffled"], [[_code(c), _fmt(v)] for c, v in explanation.features],
                "No column lowers the detector's AUC when shuffled (or detection_auc was not computed)."),
         "<h3>Columns and pairs furthest from the real data</h3>",
         '<p class="caption">Lowest scores first (1 = identical): accuracy is 1 − TVD of the discretised column '
         "or pair, shape the column's KS / TV complement, pair trend its correlation or contingency "
         "similarity.</p>",
-        _table(["column", "accuracy", "shape"],
+        html_table(["column", "accuracy", "shape"],
                [[_code(s.column), _fmt(s.accuracy), _fmt(s.shape)] for s in explanation.worst_columns],
                "No per-column scores were computed."),
-        _table(["column pair", "accuracy", "pair trend"],
+        html_table(["column pair", "accuracy", "pair trend"],
                [[f"{_code(p.columns[0])} × {_code(p.columns[1])}", _fmt(p.accuracy),
-                 f"{_fmt(p.trend)} <span class=muted>{_e(p.trend_metric or '')}</span>"]
+                 f"{_fmt(p.trend)} <span class=muted>{escape(p.trend_metric or '')}</span>"]
                 for p in explanation.worst_pairs], "No per-pair scores were computed."),
         "<h3>Rules that would help</h3>",
     ]
@@ -409,7 +409,7 @@ def _explanation(explanation: Explanation | None, checks: list[dict]) -> str:
         body.append('<p class="caption">Each line can go under the dataset config\'s <code>rules:</code>; '
                     "together with the rules already there, the engine accepts them. The rule then holds on "
                     "every generated row by construction.</p><ul>")
-        body += [f"<li>{_e(h.evidence)}<pre><code>{_e(h.yaml)}</code></pre></li>" for h in explanation.hints]
+        body += [f"<li>{escape(h.evidence)}<pre><code>{escape(h.yaml)}</code></pre></li>" for h in explanation.hints]
         body.append("</ul>")
     else:
         body.append('<p class="muted">None found: no inequality, derived column (date part, copy, sum or '
@@ -419,14 +419,14 @@ def _explanation(explanation: Explanation | None, checks: list[dict]) -> str:
 
 
 def _code(text: object) -> str:
-    return f"<code>{_e(text)}</code>"
+    return f"<code>{escape(text)}</code>"
 
 
-def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
+def html_table(header: list[str], rows: list[list[str]], empty: str) -> str:
     """Cells are HTML already (escaped by the caller); the first column is text, the others numbers."""
     if not rows:
-        return f'<p class="muted">{_e(empty)}</p>'
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+        return f'<p class="muted">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" if i == 0 else f'<td class="num">{c}</td>'
                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -435,7 +435,7 @@ def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
 # --- plots -------------------------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     """A matplotlib Figure on its own Agg canvas. pyplot is never imported and `matplotlib.use` never called:
     no global backend state changes (switching it would close a notebook user's open figures), no display."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -446,17 +446,17 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _png(fig, alt: str, cls: str = "") -> str:
+def png(fig, alt: str, cls: str = "") -> str:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # drawn as a box: harmless
         fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})  # no URL in the PNG's tags
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     css = f' class="{cls}"' if cls else ""
-    return f'<img{css} src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+    return f'<img{css} src="data:image/png;base64,{data}" alt="{escape(alt)}">'
 
 
-def _mpl(text: object, limit: int = 22) -> str:
+def mpl_text(text: object, limit: int = 22) -> str:
     """Text safe for matplotlib (a '$' would start mathtext), shortened for an axis label."""
     text = str(text)
     if len(text) > limit:
@@ -509,7 +509,7 @@ def _distributions(
         score = ""
         if check is not None:
             score = f" · shape {_fmt(check.get('value'))} {_badge(check.get('passed'))}"
-        head = f"<b>{_e(spec.name)}</b> <span class=muted>{_e(spec.kind.value)}</span>{score}"
+        head = f"<b>{escape(spec.name)}</b> <span class=muted>{escape(spec.kind.value)}</span>{score}"
         if spec.name not in real.columns or spec.name not in synthetic.columns:
             side = "real" if spec.name not in real.columns else "synthetic"
             body, note = f'<p class="muted">column missing from the {side} data</p>', ""
@@ -519,8 +519,8 @@ def _distributions(
             body, note = _bars(real, synthetic, spec)
         cls = "plot failed" if failed else "plot"
         out.append(
-            f'<figure class="{cls}" data-column="{_e(spec.name)}"><figcaption>{head}'
-            f'<div class="note">{_e(note)}</div></figcaption>{body}</figure>'
+            f'<figure class="{cls}" data-column="{escape(spec.name)}"><figcaption>{head}'
+            f'<div class="note">{escape(note)}</div></figcaption>{body}</figure>'
         )
     out.append("</div>")
     return "\n".join(out)
@@ -550,7 +550,7 @@ def _histogram(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec) ->
     r_share = np.histogram(r_plot, edges_plot)[0] / r.size
     s_share = np.histogram(s_plot, edges_plot)[0] / max(s.size, 1)
     log = r_share.max() > 0.6 and np.count_nonzero(r_share) > 1
-    fig = _figure(4.4, 2.9)
+    fig = figure(4.4, 2.9)
     ax = fig.subplots()
     ax.stairs(r_share, edges_plot, fill=True, color=REAL_COLOR, alpha=0.45, label="real")
     if s.size:
@@ -571,11 +571,11 @@ def _histogram(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec) ->
 
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=integer_like))
         ax.xaxis.set_major_formatter(_compact_formatter())
-    _style(fig, ax)
-    return _png(fig, f"{spec.name}: real vs synthetic histogram"), note
+    style_axes(fig, ax)
+    return png(fig, f"{spec.name}: real vs synthetic histogram"), note
 
 
-def _style(fig, ax) -> None:
+def style_axes(fig, ax) -> None:
     fig.legend(loc="outside upper right", ncols=2, fontsize=8, frameon=False, handlelength=1.2)
     ax.spines[["top", "right"]].set_visible(False)
 
@@ -625,19 +625,19 @@ def _bars(real: pd.DataFrame, synthetic: pd.DataFrame, spec: ColumnSpec) -> tupl
     if not labels:
         return '<p class="muted">no values</p>', note
     k = len(labels)
-    fig = _figure(4.4, max(1.8, 0.85 + 0.2 * k))
+    fig = figure(4.4, max(1.8, 0.85 + 0.2 * k))
     ax = fig.subplots()
     y = np.arange(k)
     h = 0.4
     ax.barh(y - h / 2, r_freq, height=h, color=REAL_COLOR, alpha=0.8, label="real")
     ax.barh(y + h / 2, s_freq, height=h, color=SYNTHETIC_COLOR, alpha=0.9, label="synthetic")
-    ax.set_yticks(y, labels=[_mpl(v) for v in labels], fontsize=8)
+    ax.set_yticks(y, labels=[mpl_text(v) for v in labels], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("share of rows", fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlim(0, max(max(r_freq), max(s_freq)) * 1.08 or 1)
-    _style(fig, ax)
-    return _png(fig, f"{spec.name}: real vs synthetic category frequencies"), note
+    style_axes(fig, ax)
+    return png(fig, f"{spec.name}: real vs synthetic category frequencies"), note
 
 
 # --- associations ------------------------------------------------------------------------------------------
@@ -660,9 +660,9 @@ def _associations(pair_trends: MetricResult | None) -> str:
         columns = [columns[i] for i in keep]
         m_real, m_syn, diff = (m[np.ix_(keep, keep)] for m in (m_real, m_syn, diff))
     n = len(columns)
-    names = [_mpl(c, 18) for c in columns]
+    names = [mpl_text(c, 18) for c in columns]
     panel = max(3.6, 0.3 * n + 1.6)
-    fig = _figure(3 * panel + 1.2, panel)
+    fig = figure(3 * panel + 1.2, panel)
     axes = fig.subplots(1, 3)
     import matplotlib
 
@@ -698,8 +698,8 @@ def _associations(pair_trends: MetricResult | None) -> str:
     worst_text = ""
     if np.isfinite(diff[worst]):
         worst_text = (
-            f" The largest difference is {diff[worst]:.3f}, between <code>{_e(columns[worst[0]])}"
-            f"</code> and <code>{_e(columns[worst[1]])}</code>."
+            f" The largest difference is {diff[worst]:.3f}, between <code>{escape(columns[worst[0]])}"
+            f"</code> and <code>{escape(columns[worst[1]])}</code>."
         )
     return "\n".join(
         [
@@ -709,7 +709,7 @@ def _associations(pair_trends: MetricResult | None) -> str:
             "datetimes as timestamps). Two categorical columns: Cramér's V (0 to 1). A categorical and a numeric "
             "column: the correlation ratio η (0 to 1). Nulls are a category of their own in categorical columns and "
             f"left out of numeric ones; grey cells are undefined (a constant column).{worst_text}{shown}</p>",
-            _png(fig, "association matrices: real, synthetic and their difference", "wide"),
+            png(fig, "association matrices: real, synthetic and their difference", "wide"),
         ]
     )
 
@@ -732,7 +732,7 @@ def _dcr_section(dcr: MetricResult | None) -> str:
     both = np.r_[t_f, h_f]
     lo, hi = float(both.min()), float(both.max())
     edges = np.linspace(lo, hi if hi > lo else lo + 1, 41)
-    fig = _figure(7.6, 3.2)
+    fig = figure(7.6, 3.2)
     ax = fig.subplots()
     ax.hist(h_f, bins=edges, density=True, color="#6e7781", alpha=0.35, label="synthetic → holdout")
     ax.hist(
@@ -741,7 +741,7 @@ def _dcr_section(dcr: MetricResult | None) -> str:
     ax.set_xlabel("distance to the closest record (Gower, 0 = identical row)", fontsize=8.5)
     ax.set_ylabel("density", fontsize=8.5)
     ax.tick_params(labelsize=8)
-    _style(fig, ax)
+    style_axes(fig, ax)
     stats = ["<table><tr><th></th><th>synthetic → training</th><th>synthetic → holdout</th></tr>"]
     for label, fn in (
         ("rows", lambda a: f"{a.size:,}"),
@@ -761,7 +761,7 @@ def _dcr_section(dcr: MetricResult | None) -> str:
             "0.5 mean the generator sits closer to the rows it was trained on."
         )
     out += [
-        _png(fig, "distance to closest record: synthetic to training vs synthetic to holdout", "dcr"),
+        png(fig, "distance to closest record: synthetic to training vs synthetic to holdout", "dcr"),
         '<p class="caption">For each synthetic row, the distance to its closest training row (red outline) and '
         "to its closest holdout row, real rows the generator never saw (grey), with as many holdout as "
         "training rows. Overlapping curves mean the generator does not sit closer to its training rows than "
@@ -800,7 +800,7 @@ def _footer(
         f"{len(metadata.learned_columns)} learned columns are compared (numeric, categorical, datetime).",
     ]
     if skipped:
-        names = ", ".join(f"<code>{_e(c.name)}</code> ({_e(c.kind.value)})" for c in skipped)
+        names = ", ".join(f"<code>{escape(c.name)}</code> ({escape(c.kind.value)})" for c in skipped)
         lines.append(f" Not compared: {names}: identifiers and PII are generated, never learned from real values.")
     if dcr is not None:
         n_dcr = np.asarray(dcr.details["to_train"]).size
@@ -810,5 +810,5 @@ def _footer(
             "difference of the real data's CDF; categorical: 0 if equal, 1 otherwise; the mean over "
             "columns), with as many holdout as training rows."
         )
-    lines.append(f"</p><p>Report generated {_e(generated)} by synthlake.</p></footer>")
+    lines.append(f"</p><p>Report generated {escape(generated)} by synthlake.</p></footer>")
     return "".join(lines)
