@@ -76,8 +76,7 @@ def _lengths(family: Family) -> str:
     ax.hist([family.real_lengths, family.synthetic_lengths], bins=bins, density=True,
             label=["real", "synthetic"], color=["#4c72b0", "#dd8452"])
     ax.set_xlabel(mpl_text(f"rows per parent in {family.table}", 60))
-    ax.legend()
-    style_axes(fig, ax)
+    style_axes(fig, ax)  # the legend: real, synthetic
     return "<h3>Children per parent</h3>" + png(fig, f"rows per parent in {family.table}, real and synthetic")
 
 
@@ -91,7 +90,7 @@ def _sequences(family: Family, columns: list[ColumnSpec]) -> str:
                 ax.plot(np.arange(len(group)), to_float(group[spec.name]), marker=".", linewidth=1)
             ax.set_title(mpl_text(f"{label}: {spec.name}", 40), fontsize=9)
             ax.set_xlabel("position")
-            style_axes(fig, ax)
+            ax.spines[["top", "right"]].set_visible(False)
     return ("<h3>Sequences, real and synthetic</h3>"
             + png(fig, f"{SEQUENCES_SHOWN} real and synthetic sequences of {family.table}"))
 

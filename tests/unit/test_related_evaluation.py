@@ -1,0 +1,62 @@
+"""Related tables' figures (synthlake.evaluation.sequences) and their report (synthlake.related_report), on the
+storms demo's observations against themselves and against a copy whose rows are shuffled across storms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthlake.evaluation.sequences import autocorrelation, children_per_parent, coherence, length_similarity
+from synthlake.metadata import ColumnSpec
+from synthlake.related_report import Family, render_related_report
+
+STORMS = Path(__file__).parents[2] / "data" / "storms"
+SPECS = [ColumnSpec(name="status", kind="categorical"), ColumnSpec(name="lat", kind="numeric"),
+         ColumnSpec(name="wind", kind="numeric", integer=True)]
+
+
+@pytest.fixture(scope="module")
+def observations() -> pd.DataFrame:
+    return pd.read_csv(STORMS / "observations.csv", parse_dates=["time"])
+
+
+def shuffled(rows: pd.DataFrame) -> pd.DataFrame:
+    """The same values per column, each column's rows in another order: sequences lose their coherence."""
+    out = rows.copy()
+    for i, spec in enumerate(SPECS):
+        out[spec.name] = rows[spec.name].sample(frac=1, random_state=i).to_numpy()
+    return out
+
+
+def test_sequences_coherent_with_themselves_score_one_and_shuffled_ones_far_less(observations):
+    same = coherence(observations, observations, "storm_id", "time", SPECS)
+    assert same == pytest.approx(dict.fromkeys(["status", "lat", "wind"], 1.0))
+    mixed = coherence(observations, shuffled(observations), "storm_id", "time", SPECS)
+    assert max(mixed.values()) < 0.7  # the marginals are identical: only the transitions differ
+    assert autocorrelation(observations, "storm_id", "time", "lat") > 0.9
+    assert abs(autocorrelation(shuffled(observations), "storm_id", "time", "lat")) < 0.2
+
+
+def test_length_similarity_is_one_minus_the_ks_distance_of_children_per_parent():
+    parents = pd.Series(["a", "b", "c", "d"])
+    real = children_per_parent(parents, pd.Series(["a", "a", "b", "c", "c", "c"]))
+    assert real.tolist() == [2, 1, 3, 0]  # d has none
+    assert length_similarity(real, real) == 1.0
+    assert length_similarity(real, real + 10) == 0.0
+    assert length_similarity(np.array([1.0, 2.0]), np.array([1.0, 1.0])) == 0.5
+
+
+def test_the_report_draws_lengths_sequences_and_transitions(observations):
+    lengths = observations.groupby("storm_id").size().to_numpy(dtype=float)
+    family = Family("observations", "storm_id", "time", SPECS, lengths, lengths, observations,
+                    shuffled(observations))
+    checks = [{"check": "coherence:observations", "family": "sequences", "value": 0.41, "threshold": 0.5,
+               "op": ">=", "passed": False}]
+    html = render_related_report(dataset="storms", run_id="r<1>", passed=False, checks=checks, families=[family])
+    assert "FAILED" in html and "coherence:observations" in html and "r&lt;1&gt;" in html
+    for section in ("Children per parent", "Sequences, real and synthetic", "Transitions"):
+        assert section in html
+    assert html.count("<img") == 3
