@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from synthlake.column_types import to_float
+from synthlake.column_types import category_strings, to_float
 from synthlake.conditions import Conditions
+from synthlake.generators.ar_columns import CategoricalColumn
 from synthlake.generators.base import Sampler, sample_conditional, to_frame
-from synthlake.metadata import ColumnKind
+from synthlake.metadata import RARE_CATEGORY, ColumnKind
 from synthlake.related_frames import (
     LENGTH,
     POSITION,
@@ -54,6 +55,7 @@ class RelatedSampler:
         model = self.models[name]
         counts = parents[count_name(name)].fillna(0).clip(lower=0).astype(np.int64).to_numpy()
         context = pd.DataFrame({context_name(c.name): parents[c.name] for c in model.parent.learned})
+        context = _known(context, self.samplers[name])
         context[LENGTH] = counts
         if model.table.order_by is None:
             picked = np.repeat(np.arange(len(parents)), counts)
@@ -111,6 +113,31 @@ class RelatedSampler:
             else:
                 columns[spec.name] = pa.array(rows[spec.name], from_pandas=True)
         return pa.table(columns)
+
+
+def _known(context: pd.DataFrame, sampler) -> pd.DataFrame:
+    """The parent's values as the child's model can be given them. A category (or a null) the parent's model
+    generates but the child's never saw under a parent (a parent with no children in training, or children left
+    out by the training budget) becomes its "other" token where it has one, else its most frequent category; an
+    unseen null of a number, the middle of its range."""
+    columns = {c.name: c for c in sampler.columns}
+    out = {}
+    for name, values in context.items():
+        column = columns[name]
+        missing = values.isna()
+        if isinstance(column, CategoricalColumn):
+            labels = category_strings(values)
+            unknown = ~missing & ~labels.isin(column.categories)
+            fallback = RARE_CATEGORY if column.rare else column.categories[0]
+            values = labels.where(~unknown & (~missing | column.null), fallback)
+        elif missing.any() and column.null_token is None:
+            low, high = _range(sampler, name)
+            middle = (low + high) / 2
+            if pd.api.types.is_datetime64_any_dtype(values):
+                middle = pd.Timestamp(middle, unit="s", tz=values.dt.tz)
+            values = values.fillna(middle)
+        out[name] = values
+    return pd.DataFrame(out, index=context.index)
 
 
 def _seed(seed: int, stream: int) -> int:

@@ -114,3 +114,20 @@ def test_no_root_rows_give_empty_tables_with_their_columns(sampler):
     tables = sampler.sample(0, seed=1)
     assert tables["storms"].num_rows == 0 and tables["observations"].num_rows == 0
     assert tables["observations"].column_names == ["observation_id", "storm_id", "time", "lat", "status", "wind"]
+
+
+def test_a_parent_value_the_childs_model_never_saw_is_given_as_one_it_knows(sampler):
+    from synthlake.metadata import RARE_CATEGORY
+    from synthlake.related_sampler import _known
+
+    child = sampler.samplers["observations"]
+    columns = {c.name: c for c in child.columns}
+    context = pd.DataFrame({"parent.name": ["No such storm", columns["parent.name"].categories[-1]],
+                            "parent.year": [1990.0, float("nan")]})
+    known = _known(context, child)
+    name = columns["parent.name"]
+    assert known["parent.name"].iloc[0] == (RARE_CATEGORY if name.rare else name.categories[0])
+    assert known["parent.name"].iloc[1] == context["parent.name"].iloc[1]  # a known one stays
+    assert known["parent.year"].notna().all() and known["parent.year"].iloc[0] == 1990.0  # no null year seen
+    for column in ("parent.name", "parent.year"):
+        columns[column].encode(known[column])  # no "not seen when fitting"
