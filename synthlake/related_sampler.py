@@ -73,7 +73,8 @@ class RelatedSampler:
         """Position t of every sequence longer than t, given its parent and its row at t - 1."""
         model = self.models[name]
         learned = [c.name for c in model.table.learned]
-        ranges = {c.name: _range(self.samplers[name], c.name) for c in model.stepped}  # where steps may lead
+        encodings = {c.name: c for c in self.samplers[name].columns}
+        stepped = {c.name: encodings[c.name] for c in model.stepped}
         steps, last = [], None
         for t in range(int(counts.max(initial=0))):
             alive = np.flatnonzero(counts > t)
@@ -84,9 +85,9 @@ class RelatedSampler:
                                                 else _nulls(model, column, len(alive)))
             step = self._draw(name, seeds, seed, t)
             if last is not None:
-                for column, (low, high) in ranges.items():
+                for column, encoding in stepped.items():
                     step[column] = _after(last[column].iloc[alive].reset_index(drop=True), step[column],
-                                          step[step_name(column)], column == model.table.order_by, low, high)
+                                          step[step_name(column)], column == model.table.order_by, encoding)
             step["parent"], step[POSITION] = alive, t
             steps.append(step)
             last = step.set_index(alive).reindex(range(len(counts)))
@@ -131,7 +132,7 @@ def _known(context: pd.DataFrame, sampler) -> pd.DataFrame:
             fallback = RARE_CATEGORY if column.rare else column.categories[0]
             values = labels.where(~unknown & (~missing | column.null), fallback)
         elif missing.any() and column.null_token is None:
-            low, high = _range(sampler, name)
+            low, high = _range(column)
             middle = (low + high) / 2
             if pd.api.types.is_datetime64_any_dtype(values):
                 middle = pd.Timestamp(middle, unit="s", tz=values.dt.tz)
@@ -160,26 +161,29 @@ def _nulls(model: TableModel, column: str, n: int):
     return pd.Series([None] * n, dtype=object)
 
 
-def _after(previous: pd.Series, drawn: pd.Series, step: pd.Series, monotone: bool, low: float,
-           high: float) -> pd.Series:
+def _after(previous: pd.Series, drawn: pd.Series, step: pd.Series, monotone: bool, column) -> pd.Series:
     """A stepped column after the previous row: the previous value plus the drawn step, within the values the
-    column was learned on; where either is null, the drawn value (a column that turns null, or stops being so).
-    The order column never steps back: a null step (rare past position 0) keeps the previous time."""
+    column was learned on and rounded as it rounds (`column`: its encoding); where either is null, the drawn
+    value (a column that turns null, or stops being so). The order column never steps back: a null step (rare
+    past position 0) keeps the previous time."""
     before, own = to_float(previous), to_float(drawn)
     moved = step.to_numpy(dtype=float, na_value=np.nan)
     if monotone:
         moved = np.maximum(np.nan_to_num(moved, nan=0.0), 0.0)
+    low, high = _range(column)
     x = np.clip(before + moved, low, high)
+    grain = (column.resolution or 1e-6) if column.datetime else (1.0 if column.integer else None)
+    if grain:
+        x = np.round(x / grain) * grain
     x = np.where(np.isnan(x), own, x)
-    if pd.api.types.is_datetime64_any_dtype(drawn):
-        values = pd.to_datetime(x, unit="s")
+    if column.datetime:
+        values = pd.to_datetime(np.round(x * 1e6), unit="us")  # whole microseconds: Arrow's timestamp[us]
         return pd.Series(values.tz_localize(drawn.dt.tz) if drawn.dt.tz else values)
-    return pd.Series(np.round(x) if pd.api.types.is_integer_dtype(drawn.dtype) else x)
+    return pd.Series(x)
 
 
-def _range(sampler, column: str) -> tuple[float, float]:
-    """The smallest and largest value a fitted tabular_ar generates for `column` (seconds for a datetime)."""
-    spec = next(c for c in sampler.columns if c.name == column)
-    if spec.values is not None:
-        return float(min(spec.values)), float(max(spec.values))
-    return float(spec.knots[0][0]), float(spec.knots[-1][-1])
+def _range(column) -> tuple[float, float]:
+    """The smallest and largest value a fitted tabular_ar column generates (seconds for a datetime)."""
+    if column.values is not None:
+        return float(min(column.values)), float(max(column.values))
+    return float(column.knots[0][0]), float(column.knots[-1][-1])
