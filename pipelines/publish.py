@@ -49,7 +49,7 @@ def run(ctx: RunContext, spark) -> dict:
     retry_conflicts("the published table", lambda: (
         with_column_comments(staged, ctx).write.format("delta").mode("overwrite").partitionBy("run_id")
         .option("replaceWhere", ctx.partition_filter).options(**delta_options(staged.columns)).save(published)))
-    _set_champion(ctx, trained)
+    set_champion(ctx, trained)
     check = store.read(CheckRecord)
     attempts = store.read(AttemptsRecord).attempts if store.path("attempts").exists() else []
     audit = {
@@ -115,7 +115,7 @@ def _number(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _set_champion(ctx: RunContext, trained: TrainRecord) -> None:
+def set_champion(ctx: RunContext, trained: TrainRecord) -> None:
     """The published version becomes the champion; the challenger alias, if it named it, is spent."""
     from mlflow import MlflowClient
 

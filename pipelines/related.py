@@ -8,7 +8,8 @@
 - sample: the root table's rows come in seeded blocks; one Spark task generates a block's root rows and all
   of their descendants (synthlake.related_sampler: keys exact, the same rows on any number of partitions) and
   writes each table's Parquet files; the driver commits each table's staging partition (pipelines.delta_files).
-- validate (pipelines.related_validate) and publish: every table's partition or none.
+- validate (pipelines.related_validate) and publish: every table's partition or none; the tables' models then
+  become their champions, which a later run reuses where its table's model rows have not drifted.
 
 The real tables are read into the driver's memory (`related.max_rows` rows each at most): related tables are
 learned on one machine, generated on the cluster.
@@ -198,6 +199,7 @@ def _set_writer(relations: dict, files: dict[str, dict[str, bytes]], layout, see
 def publish(ctx: RelatedContext, spark) -> dict:
     """Every table's staged partition replaces its published one, or none does: a failure part way removes the
     partitions already replaced, so readers who join the tables on a run id find all of them or none."""
+    from pipelines.publish import set_champion
     from pipelines.records import RelatedPublishRecord, RelatedVerdict
     from pipelines.validate import GateFailed
 
@@ -213,6 +215,9 @@ def publish(ctx: RelatedContext, spark) -> dict:
     except BaseException:
         _withdraw(spark, ctx, done)
         raise
+    for table in done:  # the published set's models become the champions a later run may reuse (pipelines.check)
+        model_ctx = ctx.model_context(table)
+        set_champion(model_ctx, model_ctx.store.read(TrainRecord))
     record = RelatedPublishRecord(tables={t: ctx.table_path(t, "published") for t in done}, rows=sampled.rows)
     ctx.store.write(record)
     return record.model_dump()

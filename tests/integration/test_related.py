@@ -4,6 +4,7 @@ number of partitions, the set published whole or not at all, and bad key configs
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -144,3 +145,15 @@ def test_bad_key_configs_exit_2_naming_the_key(project, tmp_path, change, needle
     path.write_text(yaml.safe_dump(config))
     done = synthlake(project, "run", str(path), timeout=120)
     assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_second_run_on_unchanged_tables_reuses_both_models(project, completed):
+    done = synthlake(project, "run", "conf/datasets/storms.yaml", "--run-id", "storms-again")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first, again = context(project), context(project, "storms-again")
+    for table in ("storms", "observations"):
+        check = json.loads((again.model_context(table).store.path("check")).read_text())
+        assert check["decision"] == "reuse", (table, check["reason"])
+    trained = json.loads(again.store.path("related_train").read_text())["tables"]
+    before = json.loads(first.store.path("related_train").read_text())["tables"]
+    assert {t: m["model_version"] for t, m in trained.items()} == {t: m["model_version"] for t, m in before.items()}
