@@ -41,7 +41,7 @@ def main(job_path: str, result_path: str) -> None:
     started = time.perf_counter()
     model.fit(real)
     train_s = time.perf_counter() - started
-    result = {"version": version("mostlyai-engine"), "train_s": train_s, "epochs": _epochs(job["workspace"]),
+    result = {"version": version("mostlyai-engine"), "train_s": train_s, "epochs": trained_epochs(job["workspace"]),
               "train_threads": torch.get_num_threads(), "rows": len(real), "tasks": {}}
 
     torch.set_num_threads(job.get("sample_threads", 1))
@@ -61,8 +61,9 @@ def main(job_path: str, result_path: str) -> None:
     Path(result_path).write_text(json.dumps(result, indent=1))
 
 
-def _epochs(workspace: str) -> float | None:
-    """The last epoch of the training log (ModelStore/model-data/progress-messages.csv), if written."""
+def trained_epochs(workspace: str | Path) -> float | None:
+    """The last epoch of the training log (ModelStore/model-data/progress-messages.csv), if written (also
+    peer_mostlyai_sequential.py's)."""
     logs = list(Path(workspace).glob("**/progress-messages.csv"))
     if not logs:
         return None

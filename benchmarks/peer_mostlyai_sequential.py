@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from peer_mostlyai import trained_epochs  # this folder is first on sys.path (run as a script)
 
 
 def main(job_path: str, result_path: str) -> None:
@@ -77,19 +78,10 @@ def main(job_path: str, result_path: str) -> None:
     result = {"version": version("mostlyai-engine"), "train_s": parent_train_s + child_train_s,
               "parent_train_s": parent_train_s, "child_train_s": child_train_s,
               "sample_s": parent_sample_s + child_sample_s, "parent_sample_s": parent_sample_s,
-              "child_sample_s": child_sample_s, "parent_epochs": _epochs(workspace / "parents"),
-              "child_epochs": _epochs(workspace / "children"), "train_threads": job.get("train_threads", 2),
+              "child_sample_s": child_sample_s, "parent_epochs": trained_epochs(workspace / "parents"),
+              "child_epochs": trained_epochs(workspace / "children"), "train_threads": job.get("train_threads", 2),
               "parents": len(synthetic_parents), "children": len(synthetic_children)}
     Path(result_path).write_text(json.dumps(result, indent=1))
-
-
-def _epochs(workspace: Path) -> float | None:
-    """The last epoch of the training log (ModelStore/model-data/progress-messages.csv), if written."""
-    logs = list(workspace.glob("**/progress-messages.csv"))
-    if not logs:
-        return None
-    log = pd.read_csv(logs[0])
-    return float(log["epoch"].max()) if "epoch" in log and len(log) else None
 
 
 if __name__ == "__main__":
