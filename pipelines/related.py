@@ -64,37 +64,41 @@ class RelatedContext:
 
 # ---- train ----------------------------------------------------------------------------------------------
 def train(ctx: RelatedContext, spark) -> dict:
-    from pipelines import check, profile, tracking
-    from pipelines import train as train_stage
-    from synthlake.related_frames import TableModel, kept_labels
-
     relations = ctx.dataset.relations
     real = read_tables(spark, ctx)
     models, samplers = {}, {}
     for name in relations.parents_first():
-        model = TableModel(relations, name)
-        parent = model.parent.name if model.parent else None
-        frame, orphans = model.training_frame(real[name], real.get(parent),
-                                              {c: real[c] for c in model.children},
-                                              kept_labels(samplers[parent]) if parent else None)
-        if orphans:
-            print(f"[synthlake] train: table '{name}': {orphans} rows name no '{parent}' row (orphans, or a null "
-                  "key): left out of its model", flush=True)
-        table_ctx = ctx.model_context(name)
-        path = Path(table_ctx.dataset.source.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(path, index=False)
-        print(f"[synthlake] train: table '{name}': {len(frame)} model rows of {len(model.metadata.columns)} "
-              "columns; profile, check, train", flush=True)
-        for stage in (profile, check, train_stage):
-            stage.run(table_ctx, spark)
-        trained = table_ctx.store.read(TrainRecord)
-        samplers[name] = tracking.load_sampler(table_ctx, trained.model_name, trained.model_version)
-        models[name] = TableModelRecord(model_name=trained.model_name, model_version=trained.model_version,
-                                        mlflow_run_id=trained.mlflow_run_id, rows=len(frame), orphans=orphans)
-    record = RelatedTrainRecord(tables=models)
-    ctx.store.write(record)
+        models[name], samplers[name] = _learn(ctx, spark, name, real, samplers)
+    ctx.store.write(RelatedTrainRecord(tables=models))
     return {name: f"{m.model_name} v{m.model_version}" for name, m in models.items()}
+
+
+def _learn(ctx: RelatedContext, spark, name: str, real: dict, samplers: dict):
+    """(record, sampler) of table `name`'s model: its model rows written, then profiled, checked and trained
+    (or the champion reused) as a flat dataset's rows are. `samplers`: the models of the tables before it."""
+    from pipelines import check, profile, tracking
+    from pipelines import train as train_stage
+    from synthlake.related_frames import TableModel, kept_labels
+
+    model = TableModel(ctx.dataset.relations, name)
+    parent = model.parent.name if model.parent else None
+    frame, orphans = model.training_frame(real[name], real.get(parent), {c: real[c] for c in model.children},
+                                          kept_labels(samplers[parent]) if parent else None)
+    if orphans:
+        print(f"[synthlake] train: table '{name}': {orphans} rows name no '{parent}' row (orphans, or a null "
+              "key): left out of its model", flush=True)
+    table_ctx = ctx.model_context(name)
+    path = Path(table_ctx.dataset.source.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    print(f"[synthlake] train: table '{name}': {len(frame)} model rows of {len(model.metadata.columns)} "
+          "columns; profile, check, train", flush=True)
+    for stage in (profile, check, train_stage):
+        stage.run(table_ctx, spark)
+    trained = table_ctx.store.read(TrainRecord)
+    record = TableModelRecord(model_name=trained.model_name, model_version=trained.model_version,
+                              mlflow_run_id=trained.mlflow_run_id, rows=len(frame), orphans=orphans)
+    return record, tracking.load_sampler(table_ctx, trained.model_name, trained.model_version)
 
 
 def read_tables(spark, ctx: RelatedContext) -> dict[str, pd.DataFrame]:

@@ -55,7 +55,6 @@ class RelatedSampler:
         model = self.models[name]
         counts = parents[count_name(name)].fillna(0).clip(lower=0).astype(np.int64).to_numpy()
         context = pd.DataFrame({context_name(c.name): parents[c.name] for c in model.parent.learned})
-        context = _known(context, self.samplers[name])
         context[LENGTH] = counts
         if model.table.order_by is None:
             picked = np.repeat(np.arange(len(parents)), counts)
@@ -96,7 +95,7 @@ class RelatedSampler:
         return pd.concat(steps, ignore_index=True)
 
     def _draw(self, name: str, seeds: pd.DataFrame, seed: int, step: int) -> pd.DataFrame:
-        seeds = seeds.reset_index(drop=True)
+        seeds = _known(seeds.reset_index(drop=True), self.samplers[name])
         conditions = Conditions(seed_rows=seeds)
         table = sample_conditional(self.samplers[name], len(seeds), _seed(seed, step), 0, conditions)
         return to_frame(table)
@@ -117,10 +116,11 @@ class RelatedSampler:
 
 
 def _known(context: pd.DataFrame, sampler) -> pd.DataFrame:
-    """The parent's values as the child's model can be given them. A category (or a null) the parent's model
-    generates but the child's never saw under a parent (a parent with no children in training, or children left
-    out by the training budget) becomes its "other" token where it has one, else its most frequent category; an
-    unseen null of a number, the middle of its range."""
+    """Seed values (a parent's, the previous row's) as the child's model can be given them. A category (or a null)
+    generated elsewhere that this model never saw in that column (a parent with no children in training; "other",
+    where the previous row's column kept every category; rows left out by the training budget) becomes the
+    column's "other" token where it has one, else its most frequent category; an unseen null of a number, the
+    middle of its range."""
     columns = {c.name: c for c in sampler.columns}
     out = {}
     for name, values in context.items():
