@@ -33,7 +33,8 @@ TABLE_METRICS = ["accuracy", "column_shapes", "column_pair_trends"]
 
 def run(ctx: RelatedContext, spark) -> dict:
     ctx.store.read(RelatedSampleRecord)  # the sample stage ran
-    threshold = ctx.dataset.min_column_shape or ctx.params.validate_.min_column_shape
+    threshold = ctx.dataset.min_column_shape
+    threshold = ctx.params.validate_.min_column_shape if threshold is None else threshold
     staged = {t.name: ctx.table_context(t.name).read_partition(spark, "staging").drop("run_id").persist()
               for t in ctx.dataset.tables}
     try:

@@ -157,3 +157,22 @@ def test_a_second_run_on_unchanged_tables_reuses_both_models(project, completed)
     trained = json.loads(again.store.path("related_train").read_text())["tables"]
     before = json.loads(first.store.path("related_train").read_text())["tables"]
     assert {t: m["model_version"] for t, m in trained.items()} == {t: m["model_version"] for t, m in before.items()}
+
+
+def test_a_set_that_fails_its_gate_is_not_published(project, completed, spark):
+    from pipelines import related_validate
+    from pipelines.validate import GateFailed
+
+    ctx = context(project, "storms-strict")
+    ctx.store.run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(context(project).store.path("related_train"), ctx.store.path("related_train"))
+    related.sample(ctx, spark)
+    strict = related.RelatedContext(ctx.config_path, ctx.dataset.model_copy(update={"min_column_shape": 0.999}),
+                                    ctx.params, ctx.env, ctx.run_id)
+    with pytest.raises(GateFailed, match="column_shapes:storms"):
+        related_validate.run(strict, spark)
+    assert not strict.store.read(RelatedVerdict).passed
+    with pytest.raises(GateFailed, match="failed validation, not publishing"):
+        related.publish(strict, spark)
+    assert published(spark, project, "storms", "storms-strict").count() == 0
+    assert published(spark, project, "observations", "storms-strict").count() == 0
