@@ -22,6 +22,9 @@ from synthlake.metadata import ColumnSpec, PrivacyBudget, TableMetadata
 from synthlake.relations import RelatedTable
 
 
+CRON = r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$"  # a DAG's `schedule:` (cron, UTC, or a preset)
+
+
 class ConfigError(ValueError):
     """A configuration file or setting is wrong; the message names the file and the key."""
 
@@ -87,7 +90,7 @@ class DatasetConfig(Strict):
     fairness: FairnessConfig | None = None
     # when the dataset's scheduled DAG runs (cron, UTC), besides whenever its source asset is updated; none: only
     # then (dags/synthlake_dags.py)
-    schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+    schedule: str | None = Field(None, pattern=CRON)
     # a local source is polled this often by the scheduled DAG's asset watcher (pipelines.source_watch), which
     # starts a run when it changes; null: no watcher (runs start on the schedule and on asset events)
     source_poll_seconds: float | None = Field(300, gt=0)
@@ -154,7 +157,7 @@ class RelatedDatasetConfig(Strict):
     audit: str = "synthlake_audit"
     min_column_shape: float | None = Field(None, ge=0, le=1)  # over params.yaml's validate.min_column_shape
     # as a flat dataset's: the scheduled DAG's cron, and how often its asset watcher polls each table's source
-    schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+    schedule: str | None = Field(None, pattern=CRON)
     source_poll_seconds: float | None = Field(300, gt=0)
 
     @model_validator(mode="after")
