@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from synthlake.metadata import ColumnSpec, PrivacyBudget, TableMetadata
 from synthlake.relations import RelatedTable
 
-
 CRON = r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$"  # a DAG's `schedule:` (cron, UTC, or a preset)
 
 
