@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from synthlake.generators import get_generator
@@ -131,3 +133,21 @@ def test_a_parent_value_the_childs_model_never_saw_is_given_as_one_it_knows(samp
     assert known["parent.year"].notna().all() and known["parent.year"].iloc[0] == 1990.0  # no null year seen
     for column in ("parent.name", "parent.year"):
         columns[column].encode(known[column])  # no "not seen when fitting"
+
+
+def test_a_stepped_value_rounds_as_its_column_and_the_order_never_steps_back():
+    from synthlake.generators.ar_columns import NumericColumn
+    from synthlake.related_sampler import _after
+
+    hourly = NumericColumn("time_hour", datetime=True, resolution=3600.0, edges=[],
+                           knots=[[1.3569e9, 1.3595e9]])
+    previous = pd.Series(pd.to_datetime(["2013-01-01 10:00", "2013-01-02 00:00", "2013-01-03 00:00"]))
+    drawn = pd.Series(pd.to_datetime(["2013-01-05", "2013-01-05", "2013-01-01"]))
+    steps = pd.Series([3599.7, -7200.0, np.nan])  # not whole hours; backwards; null
+    after = _after(previous, drawn, steps, True, hourly)
+    assert after.tolist() == [pd.Timestamp("2013-01-01 11:00"), pd.Timestamp("2013-01-02 00:00"),
+                              pd.Timestamp("2013-01-03 00:00")]
+    assert pa.array(after).cast(pa.timestamp("us")).null_count == 0  # whole microseconds: castable
+    wind = NumericColumn("wind", integer=True, values=[10.0, 20.0, 160.0])
+    assert _after(pd.Series([150.0, 40.0]), pd.Series([20.0, 20.0]), pd.Series([15.2, np.nan]), False,
+                  wind).tolist() == [160.0, 20.0]  # clipped to the learned range; a null step: the drawn value
