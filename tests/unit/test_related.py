@@ -151,3 +151,19 @@ def test_a_stepped_value_rounds_as_its_column_and_the_order_never_steps_back():
     wind = NumericColumn("wind", integer=True, values=[10.0, 20.0, 160.0])
     assert _after(pd.Series([150.0, 40.0]), pd.Series([20.0, 20.0]), pd.Series([15.2, np.nan]), False,
                   wind).tolist() == [160.0, 20.0]  # clipped to the learned range; a null step: the drawn value
+
+
+def test_column_names_with_spaces_dots_quotes_and_unicode_survive_the_set():
+    parents = pd.DataFrame({"key id": [f"p{i}" for i in range(60)], "type.kind": ["a", "b", "c"] * 20})
+    rng = np.random.default_rng(0)
+    rows = [(f"p{i}", t, float(rng.normal())) for i in range(60) for t in range(i % 4 + 1)]
+    children = pd.DataFrame(rows, columns=["parent's key", "tìme", "wind speed"])
+    children["tìme"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(children["tìme"] * 6, unit="h")
+    rel = Relations.model_validate({"tables": [
+        {"name": "parents", "primary_key": "key id", "columns": [col("key id", "identifier"), col("type.kind")]},
+        {"name": "children", "foreign_keys": [{"column": "parent's key", "parent": "parents"}], "order_by": "tìme",
+         "columns": [col("parent's key", "identifier"), col("tìme", "datetime"), col("wind speed", "numeric")]}]})
+    tables = fit(rel, {"parents": parents, "children": children}).sample(30, seed=1)
+    out = tables["children"].to_pandas()
+    assert list(out.columns) == ["parent's key", "tìme", "wind speed"]
+    assert out["parent's key"].isin(tables["parents"].to_pandas()["key id"]).all() and len(out) > 30
