@@ -4,8 +4,9 @@
   foreign key never null and found among the parent table's staged keys (a left join's flag);
 - per table, on bounded samples: accuracy, column shapes, column-pair trends of its learned columns against the
   real table's (synthlake.evaluation);
-- per child table: the children-per-parent distribution (length similarity) and, for a sequence, each
-  column's coherence (consecutive pairs) and the numeric columns' lag-1 autocorrelation, real and synthetic
+- per child table: the children-per-parent distribution (length similarity), how the parent's columns go with
+  its children's aggregates (parent_child_trends, reported) and, for a sequence, each column's coherence
+  (consecutive pairs) and the numeric columns' lag-1 autocorrelation, real and synthetic
   (synthlake.evaluation.sequences).
 Gates: every key expectation; every table's column shapes, and every child table's length similarity and mean
 coherence, at least `validate.min_column_shape` (or the dataset's `min_column_shape`).
@@ -23,7 +24,13 @@ from pipelines.related import RelatedContext
 from pipelines.spark import column
 from pipelines.validate import GateFailed
 from synthlake.evaluation import evaluate
-from synthlake.evaluation.sequences import autocorrelation, children_per_parent, coherence, length_similarity
+from synthlake.evaluation.sequences import (
+    autocorrelation,
+    children_per_parent,
+    coherence,
+    length_similarity,
+    parent_child_trends,
+)
 from synthlake.metadata import ColumnKind, TableMetadata
 from synthlake.related_report import Family, render_related_report
 
@@ -149,6 +156,11 @@ def _table_checks(spark, ctx: RelatedContext, name: str, staged: dict, threshold
     figures["children_per_parent"] = length_similarity(family.real_lengths, family.synthetic_lengths)
     checks.append(check(f"children_per_parent:{name}", "sequences", figures["children_per_parent"], threshold,
                         ">=", _at_least(figures["children_per_parent"], threshold)))
+    figures["parent_child_trends"] = _number(parent_child_trends(
+        (real_parents, real_children), (syn_parents, syn_children), key, pk, table.order_by, parent.learned,
+        table.learned))
+    checks.append(check(f"parent_child_trends:{name}", "sequences", figures["parent_child_trends"], None, None,
+                        None))
     if table.order_by is not None:
         scores = coherence(real_children, syn_children, key, table.order_by, table.learned)
         figures["coherence"] = {c: _number(v) for c, v in scores.items()}

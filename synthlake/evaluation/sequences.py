@@ -7,7 +7,10 @@ parent) and within-sequence coherence (what follows what), on pandas frames with
   consecutive pairs (value at t, value at t + 1) within a sequence, numeric columns binned at the real deciles:
   the share of transitions the synthetic sequences get right (1 = identical);
 - `autocorrelation`: the mean lag-1 autocorrelation of a numeric column within sequences (a real vs synthetic
-  figure, for the report).
+  figure, for the report);
+- `parent_child_trends`: how a parent's columns go with its children's aggregates (their count; the mean, first
+  and last of each numeric column), the column-pair trends (synthlake.evaluation.fidelity) of each pair of a
+  parent column and an aggregate, real against synthetic, averaged.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from synthlake.column_types import category_strings, to_float
-from synthlake.metadata import ColumnKind, ColumnSpec
+from synthlake.evaluation.fidelity import column_pair_trends
+from synthlake.metadata import ColumnKind, ColumnSpec, TableMetadata
 
 NULL = "\x00null"  # a null value's label in a transition
 
@@ -62,6 +66,40 @@ def autocorrelation(rows: pd.DataFrame, key: str, order_by: str, column: str) ->
     values = [group["x"].corr(group["prev"]) for _, group in frame.groupby("key") if len(group) >= 2]
     values = [v for v in values if np.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")
+
+
+def parent_child_trends(real: tuple[pd.DataFrame, pd.DataFrame], synthetic: tuple[pd.DataFrame, pd.DataFrame],
+                        key: str, parent_key: str, order_by: str | None, parent_specs: list[ColumnSpec],
+                        child_specs: list[ColumnSpec]) -> float:
+    """The mean column-pair trend (1 = the same) over (parent column, child aggregate) pairs; `real` and
+    `synthetic` are (parents, their children) each."""
+    numeric = [c.name for c in child_specs if c.kind == ColumnKind.NUMERIC]
+    frames = [_with_aggregates(parents, children, key, parent_key, order_by, numeric)
+              for parents, children in (real, synthetic)]
+    aggregates = [c for c in frames[0].columns if c.startswith("children.")]
+    metadata = TableMetadata(columns=[*parent_specs,
+                                      *[ColumnSpec(name=a, kind=ColumnKind.NUMERIC) for a in aggregates]])
+    parent_names = {c.name for c in parent_specs}
+    scores = [t.score for t in column_pair_trends(frames[0], frames[1], metadata)
+              if (t.column_1 in parent_names) != (t.column_2 in parent_names) and np.isfinite(t.score)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _with_aggregates(parents: pd.DataFrame, children: pd.DataFrame, key: str, parent_key: str,
+                     order_by: str | None, numeric: list[str]) -> pd.DataFrame:
+    """`parents` with their children's count and each numeric column's mean, first and last (in order)."""
+    rows = _ordered(children, key, order_by) if order_by else children
+    groups = rows.groupby(key, sort=False)
+    parts = {"children.count": groups.size()}
+    for name in numeric:
+        values = pd.Series(to_float(rows[name]), index=rows.index).groupby(rows[key].to_numpy())
+        parts[f"children.mean.{name}"] = values.mean()
+        if order_by:
+            parts[f"children.first.{name}"], parts[f"children.last.{name}"] = values.first(), values.last()
+    aggregates = pd.DataFrame(parts)
+    out = parents.join(aggregates, on=parent_key)
+    out["children.count"] = out["children.count"].fillna(0)
+    return out
 
 
 def _ordered(rows: pd.DataFrame, key: str, order_by: str) -> pd.DataFrame:

@@ -60,3 +60,16 @@ def test_the_report_draws_lengths_sequences_and_transitions(observations):
     for section in ("Children per parent", "Sequences, real and synthetic", "Transitions"):
         assert section in html
     assert html.count("<img") == 3
+
+
+def test_parent_child_trends_are_one_on_the_real_families_and_lower_when_children_change_parents(observations):
+    from synthlake.evaluation.sequences import parent_child_trends
+
+    storms = pd.read_csv(STORMS / "storms.csv")
+    storms["reported"] = storms["storm_id"].map(observations["storm_id"].value_counts())  # goes with the count
+    parent_specs = [ColumnSpec(name="reported", kind="numeric", integer=True)]
+    real = (storms, observations)
+    assert parent_child_trends(real, real, "storm_id", "storm_id", "time", parent_specs, SPECS) == pytest.approx(1.0)
+    moved = observations.copy()
+    moved["storm_id"] = moved["storm_id"].sample(frac=1, random_state=0).to_numpy()  # other storms' rows
+    assert parent_child_trends(real, (storms, moved), "storm_id", "storm_id", "time", parent_specs, SPECS) < 0.9
