@@ -28,6 +28,7 @@ from synthlake.related_frames import (
     step_name,
 )
 from synthlake.relations import Relations
+from synthlake.seeding import block_seed
 
 KEY = "__key"  # each generated row's key, while the tables are generated
 
@@ -43,11 +44,11 @@ class RelatedSampler:
 
     def sample(self, n: int, seed: int, row_offset: int = 0) -> dict[str, pa.Table]:
         root = self.order[0]
-        rows = {root: to_frame(self.samplers[root].sample_arrow(n, _seed(seed, 0), row_offset))}
+        rows = {root: to_frame(self.samplers[root].sample_arrow(n, block_seed(seed, 0), row_offset))}
         rows[root][KEY] = [str(i) for i in range(row_offset, row_offset + n)]
         for index, name in enumerate(self.order[1:], start=1):
             parent = self.models[name].parent.name
-            rows[name] = self._children(name, rows[parent], _seed(seed, index))
+            rows[name] = self._children(name, rows[parent], block_seed(seed, index))
         return {name: self._table(name, rows[name]) for name in self.order}
 
     def _children(self, name: str, parents: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -97,7 +98,7 @@ class RelatedSampler:
     def _draw(self, name: str, seeds: pd.DataFrame, seed: int, step: int) -> pd.DataFrame:
         seeds = _known(seeds.reset_index(drop=True), self.samplers[name])
         conditions = Conditions(seed_rows=seeds)
-        table = sample_conditional(self.samplers[name], len(seeds), _seed(seed, step), 0, conditions)
+        table = sample_conditional(self.samplers[name], len(seeds), block_seed(seed, step), 0, conditions)
         return to_frame(table)
 
     def _table(self, name: str, rows: pd.DataFrame) -> pa.Table:
@@ -139,10 +140,6 @@ def _known(context: pd.DataFrame, sampler) -> pd.DataFrame:
             values = values.fillna(middle)
         out[name] = values
     return pd.DataFrame(out, index=context.index)
-
-
-def _seed(seed: int, stream: int) -> int:
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]) & 0x7FFFFFFF
 
 
 def _positions(counts: np.ndarray) -> np.ndarray:
