@@ -59,9 +59,10 @@ def serve(env: EnvConfig, host: str, port: int, datasets: list[DatasetConfig], s
     spark = get_spark(env, app_name="synthlake-sql")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = None
     try:
         tables = sync(spark, env, datasets)
-        spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
+        server = spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
             spark._jsparkSession, False)
         print(f"[synthlake] sql: jdbc:hive2://{host}:{port}/{env.catalog.database} serving "
               f"{', '.join(tables) or 'no published table yet'}", flush=True)
@@ -73,4 +74,18 @@ def serve(env: EnvConfig, host: str, port: int, datasets: list[DatasetConfig], s
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _stop(spark, server)
+
+
+def _stop(spark, server) -> None:
+    """The Thrift server first (its listener would stop it while the context stops), then Spark. A JVM that
+    exits on the way (Hive's serving thread may call System.exit when its socket closes) has stopped all the
+    same: said in a line, not raised."""
+    from py4j.protocol import Py4JError
+
+    try:
+        if server is not None:
+            server.stop()
         spark.stop()
+    except Py4JError as exc:
+        print(f"[synthlake] sql: the JVM exited while stopping ({type(exc).__name__})", flush=True)

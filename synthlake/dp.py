@@ -12,6 +12,10 @@ L1-sensitivity 1 and the Laplace mechanism with scale 1/epsilon releases it epsi
   threshold tau = 1 + ln(1/delta)/epsilon, which makes releasing category names (epsilon, delta)-DP.
 - `noise_multiplier` / `accountant_epsilon`: DP-SGD through Opacus' accountants ("rdp" or "prv").
 
+With a unit of privacy (`privacy.unit`: the column naming whose rows they are), neighbours differ by one unit's
+rows, at most `unit_rows` of them: every histogram's sensitivity is that k, its noise Laplace(k/epsilon), and the
+category threshold grows to match (`category_threshold`).
+
 Total: epsilon = sum of the preprocessing epsilons + the DP-SGD accountant's epsilon at its delta; delta =
 the categorical columns' deltas + the DP-SGD delta.
 """
@@ -39,12 +43,13 @@ _KNOWN_FALSE_POSITIVE = 0.05  # a null bucket appears from noise alone with at m
 
 
 def check_privacy(privacy: Any) -> dict[str, float] | None:
-    """The privacy setting as {"epsilon", "delta"} (None: no DP), checked by synthlake.metadata.PrivacyBudget;
-    a ValueError names what is wrong."""
+    """The privacy setting as {"epsilon", "delta"} (and "unit", "unit_rows" with a unit; None: no DP), checked
+    by synthlake.metadata.PrivacyBudget; a ValueError names what is wrong."""
     if privacy is None:
         return None
     try:
-        return PrivacyBudget.model_validate(privacy).model_dump()
+        budget = PrivacyBudget.model_validate(privacy)
+        return budget.model_dump(exclude=None if budget.unit else {"unit", "unit_rows"})  # a row is the unit
     except ValidationError as exc:
         wrong = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'privacy'}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"privacy {privacy!r}: {wrong}") from None
@@ -60,24 +65,31 @@ class Budget:
     column_delta: dict[str, float] = field(default_factory=dict)
     sgd_epsilon: float = 0.0
     sgd_delta: float = 0.0
+    units_epsilon: float = 0.0  # the noisy count of privacy units (with a unit column only)
+
+    @property
+    def preprocessing_epsilon(self) -> float:
+        return sum(self.column_epsilon.values()) + self.units_epsilon
 
 
 def split_budget(
-    epsilon: float, delta: float, share: float, columns: list[str], categorical: list[str]
+    epsilon: float, delta: float, share: float, columns: list[str], categorical: list[str], units: bool = False
 ) -> Budget:
-    """`share` of epsilon split evenly over `columns`, the rest to DP-SGD; half of delta split evenly over the
-    `categorical` columns (none: all of it to DP-SGD), the rest to DP-SGD."""
+    """`share` of epsilon split evenly over `columns` (and the count of units, with `units`), the rest to DP-SGD;
+    half of delta split evenly over the `categorical` columns (none: all of it to DP-SGD), the rest to DP-SGD."""
     if not 0 < share < 1:
         raise ValueError(f"the preprocessing share of epsilon must be in (0, 1), got {share}")
-    pre = epsilon * share / max(1, len(columns))
+    parts = len(columns) + units
+    pre = epsilon * share / max(1, parts)
     delta_pre = delta / 2 if categorical else 0.0
     return Budget(
         epsilon,
         delta,
         {c: pre for c in columns},
         {c: delta_pre / len(categorical) for c in categorical},
-        epsilon - pre * len(columns),
+        epsilon - pre * parts,
         delta - delta_pre,
+        pre if units else 0.0,
     )
 
 
@@ -92,11 +104,13 @@ def laplace_counts(counts: np.ndarray, epsilon: float, rng: np.random.Generator)
     return counts + rng.laplace(0.0, 1.0 / epsilon, counts.shape)
 
 
-def category_threshold(epsilon: float, delta: float) -> float:
-    """tau = 1 + ln(1/delta)/epsilon: a category held by one row passes with probability <= delta/2."""
+def category_threshold(epsilon: float, delta: float, unit_rows: int = 1) -> float:
+    """tau = k (1 + ln(k/delta)/epsilon) for counts noised at Laplace(k/epsilon), where one unit adds at most k
+    rows (k = 1: a row is the unit). A unit brings at most k categories absent without it, each of count <= k,
+    each passing with probability <= exp(-(tau - k) epsilon / k) / 2 = delta / 2k: all of them, <= delta/2."""
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
-    return 1.0 + math.log(1.0 / delta) / epsilon
+    return unit_rows * (1.0 + math.log(unit_rows / delta) / epsilon)
 
 
 def known_bucket_threshold(epsilon: float) -> float:
@@ -137,14 +151,15 @@ def dp_categories_from_counts(
     max_categories: int,
     rng: np.random.Generator,
     min_count: int = 1,
+    unit_rows: int = 1,
 ) -> DPCategories:
     """`dp_categories` from the exact counts of every observed category (sorted by name) and of nulls, as
-    Spark aggregates give them."""
-    noisy = laplace_counts(np.r_[np.asarray(counts, dtype=float), nulls], epsilon, rng)
-    tau = max(category_threshold(epsilon, delta), float(min_count))
+    Spark aggregates give them; `unit_rows`: the most rows one privacy unit adds (the counts' sensitivity)."""
+    noisy = laplace_counts(np.r_[np.asarray(counts, dtype=float), nulls], epsilon / unit_rows, rng)
+    tau = max(category_threshold(epsilon, delta, unit_rows), float(min_count))
     order = sorted(zip(noisy[:-1].tolist(), list(names), strict=True), key=lambda cv: (-cv[0], cv[1]))
     kept = [name for count, name in order if count >= tau][:max_categories]
-    null = bool(noisy[-1] > known_bucket_threshold(epsilon))
+    null = bool(noisy[-1] > known_bucket_threshold(epsilon / unit_rows))
     return DPCategories(kept, null, float(np.clip(noisy, 0, None).sum()))
 
 

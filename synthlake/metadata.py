@@ -89,3 +89,7 @@ class PrivacyBudget(Strict):
 
     epsilon: float = Field(gt=0, le=100, allow_inf_nan=False, strict=False)
     delta: float = Field(1e-5, gt=0, lt=1e-2, allow_inf_nan=False, strict=False)
+    # the unit of privacy: a column naming whose rows they are (a customer, a patient). None: each row is its own
+    # unit. With a unit, neighbouring tables differ by all the rows of one unit, of which `unit_rows` are kept.
+    unit: str | None = None
+    unit_rows: int = Field(100, ge=1, le=100_000)

@@ -47,14 +47,15 @@ class CategoricalColumn:
     @classmethod
     def fit_dp(
         cls, spec: ColumnSpec, counts: tuple[list[str], np.ndarray, int], budget: tuple[float, float], h: dict,
-        rng: np.random.Generator,
+        rng: np.random.Generator, unit_rows: int = 1,
     ) -> tuple[CategoricalColumn, float]:
         """(epsilon, delta)-DP from the exact counts (every observed label, sorted, its count, and the nulls):
         noisy counts, categories above the stability threshold; the "other" token is always there (whether any
-        category was dropped is not released). Returns the noisy row count too."""
+        category was dropped is not released). Returns the noisy row count too. `unit_rows`: the most rows one
+        privacy unit adds."""
         names, found_counts, nulls = counts
         found = dp.dp_categories_from_counts(names, found_counts, nulls, budget[0], budget[1], h["max_categories"],
-                                             rng, h["min_category_count"])
+                                             rng, h["min_category_count"], unit_rows)
         return cls(spec.name, found.categories, True, found.null), found.noisy_total
 
     @property

@@ -1,4 +1,4 @@
-"""tabular_ar under differential privacy (add/remove-one-row neighbours): DP column encodings and DP-SGD.
+"""tabular_ar under differential privacy (add/remove-one-row or one-unit neighbours): DP column encodings and DP-SGD.
 
 Everything the model keeps from the rows is DP and charged to the one budget, by basic composition:
 - `dp_preprocessing_share` of epsilon goes to the column encodings, split evenly over the learned columns
@@ -9,6 +9,11 @@ Everything the model keeps from the rows is DP and charged to the one budget, by
 - the rest of epsilon, and the rest of delta, goes to DP-SGD through Opacus (`DPSGD`): Poisson sampling,
   per-row clipping to `max_grad_norm`, the noise multiplier the accountant (`dp_accountant`) needs for the
   fixed `epochs`; no validation split, no early stopping; one process only.
+
+With a unit of privacy (`privacy.unit`, a column: a customer, or a related table's entity) the neighbours differ
+by one unit: a unit's first `unit_rows` rows are learned (`capped_units`), the histograms' sensitivity is that
+many rows, a noisy count of the units takes one more share of the preprocessing epsilon, and DP-SGD samples,
+clips and accounts per unit.
 """
 
 from __future__ import annotations
@@ -62,51 +67,85 @@ class TableCounts:
 
 
 def fit_columns(metadata: TableMetadata, counts: ColumnCounts, rows: int, privacy: dict, hyper: dict,
-                rng: np.random.Generator) -> tuple[list[Column], dp.Budget, float]:
-    """The DP column encodings from the `rows` rows' counts, the budget split and the noisy row count. A column
+                rng: np.random.Generator, units: int | None = None) -> tuple[list[Column], dp.Budget, float]:
+    """The DP column encodings from the `rows` rows' counts, the budget split and the noisy row count (with a
+    unit of privacy: the noisy count of the `units` units, the rows capped at `unit_rows` per unit). A column
     left with no category above the threshold keeps only "other" (generated as RARE_CATEGORY) and null; a
     numeric column whose noisy histogram shows no bucket clearly above noise gets the largest noisy bucket as
     its bounds."""
     epsilon, delta = privacy["epsilon"], privacy["delta"]
-    if delta >= 1 / max(rows, 1):
-        raise ValueError(f"privacy delta={delta:g} must be below 1/rows = {1 / max(rows, 1):.3g}: with delta that "
-                         f"large, releasing a row outright is within budget")
+    k = unit_rows(privacy)
+    size, what = (rows, "rows") if units is None else (units, "units")
+    if delta >= 1 / max(size, 1):
+        raise ValueError(f"privacy delta={delta:g} must be below 1/{what} = {1 / max(size, 1):.3g}: with delta that "
+                         f"large, releasing a {what[:-1]} outright is within budget")
     specs = metadata.learned_columns
     categorical = [s.name for s in specs if s.kind == ColumnKind.CATEGORICAL]
-    budget = dp.split_budget(epsilon, delta, hyper["dp_preprocessing_share"], [s.name for s in specs], categorical)
+    budget = dp.split_budget(epsilon, delta, hyper["dp_preprocessing_share"], [s.name for s in specs], categorical,
+                             units=units is not None)
     columns, totals = [], []
     for spec in specs:
         eps = budget.column_epsilon[spec.name]
         if spec.kind == ColumnKind.CATEGORICAL:
             column, total = CategoricalColumn.fit_dp(spec, counts.categories(spec),
-                                                     (eps, budget.column_delta[spec.name]), hyper, rng)
+                                                     (eps, budget.column_delta[spec.name]), hyper, rng, k)
             if not column.categories:
                 warnings.warn(f"privacy: no category of column '{spec.name}' clears the threshold at epsilon "
                               f"{eps:.3g}: it generates only {RARE_CATEGORY!r} and nulls (raise epsilon or "
                               f"dp_preprocessing_share)", stacklevel=4)
         else:
             tz = counts.time_zone(spec) if spec.kind == ColumnKind.DATETIME else None
-            column, total = NumericColumn.fit_dp(spec, tz, counts.histograms(spec), eps, hyper, rng)
+            column, total = NumericColumn.fit_dp(spec, tz, counts.histograms(spec), eps / k, hyper, rng)
         columns.append(column)
         totals.append(total)
+    if units is not None:  # sensitivity 1: a unit is one unit
+        return columns, budget, float(dp.laplace_counts(np.array([units]), budget.units_epsilon, rng)[0])
     return columns, budget, float(np.median(totals))  # the median: post-processing of the released counts
+
+
+def unit_rows(privacy: dict) -> int:
+    """The most rows one privacy unit adds: its `unit_rows` with a unit column, else 1 (a row)."""
+    return privacy["unit_rows"] if privacy.get("unit") else 1
+
+
+def capped_units(table: pd.DataFrame, privacy: dict) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The rows learned under `privacy`, and each one's unit (0..units-1; None without a unit column): a unit's
+    first `unit_rows` rows, in the table's order, the rest left out (so that one unit adds at most that many)."""
+    unit = privacy.get("unit")
+    if not unit:
+        return table, None
+    if unit not in table.columns:
+        raise ValueError(f"privacy unit '{unit}' is not a column of the training rows")
+    codes = pd.factorize(table[unit], use_na_sentinel=False)[0]
+    kept = pd.Series(codes).groupby(codes).cumcount().to_numpy() < privacy["unit_rows"]
+    if not kept.all():
+        warnings.warn(f"privacy unit '{unit}': {int((~kept).sum())} rows beyond the first {privacy['unit_rows']} of "
+                      "their unit left out (raise privacy.unit_rows to keep them, at more noise)", stacklevel=3)
+    return table[kept].reset_index(drop=True), pd.factorize(codes[kept])[0].astype(np.int64)
 
 
 class DPSGD:
     """DP-SGD around a network (Opacus: per-row gradients clipped to `max_grad_norm`, Gaussian noise, Adam on
     the noisy mean). Each step takes every row independently with probability q = batch_size / the noisy row
     count (Poisson sampling); the noise multiplier is the smallest that keeps `epochs / q` steps within the
-    DP-SGD share of the budget. The noise comes from `noise_rng` (OS entropy unless a test seeds it)."""
+    DP-SGD share of the budget. The noise comes from `noise_rng` (OS entropy unless a test seeds it).
+
+    With `units` (each row's privacy unit, 0..units-1) the unit takes the row's place: each step takes every unit
+    with probability q = batch_size / the noisy unit count, with all of its rows, and a unit's gradient (the mean
+    of its rows') is what is clipped and noised (`per_unit`, between backward and step)."""
 
     def __init__(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer, budget: dp.Budget,
-                 noisy_rows: float, hyper: dict, noise_rng, device: str):
+                 noisy_size: float, hyper: dict, noise_rng, device: str, units: np.ndarray | None = None):
         from opacus import GradSampleModule
         from opacus.accountants import create_accountant
         from opacus.optimizers import DPOptimizer
 
         self.budget, self.hyper = budget, hyper
-        rows = max(1.0, noisy_rows)
-        self.rows = round(rows)
+        rows = max(1.0, noisy_size)
+        self.rows = round(rows)  # rows, or units
+        self.units = None if units is None else torch.from_numpy(np.asarray(units, dtype=np.int64))
+        self.unit_count = 0 if units is None or not len(units) else int(units.max()) + 1
+        self.batch_units: torch.Tensor | None = None  # the current batch's rows' units, numbered 0.. in it
         self.q = min(1.0, hyper["batch_size"] / rows)
         self.steps_per_epoch = max(1, round(1 / self.q))
         self.steps = hyper["epochs"] * self.steps_per_epoch
@@ -122,9 +161,28 @@ class DPSGD:
         self.params = [p for p in network.parameters() if p.requires_grad]
 
     def poisson_batches(self, data: torch.Tensor) -> Iterator[torch.Tensor]:
-        """One epoch of Poisson batches (some may be empty)."""
+        """One epoch of Poisson batches of rows, or of units' rows (some may be empty)."""
         for _ in range(self.steps_per_epoch):
-            yield data[(torch.rand(len(data), generator=self.sampling) < self.q).to(data.device)]
+            if self.units is None:
+                yield data[(torch.rand(len(data), generator=self.sampling) < self.q).to(data.device)]
+                continue
+            rows = (torch.rand(self.unit_count, generator=self.sampling) < self.q)[self.units]
+            self.batch_units = torch.unique(self.units[rows], return_inverse=True)[1].to(data.device)
+            yield data[rows.to(data.device)]
+
+    def per_unit(self) -> None:
+        """After backward, with units: each parameter's per-row gradients replaced by their mean per unit, so
+        that the optimizer clips (and counts) one gradient per unit."""
+        if self.units is None:
+            return
+        index = self.batch_units
+        n = int(index.max()) + 1
+        rows = torch.bincount(index, minlength=n)
+        for p in self.params:
+            grads = p.grad_sample
+            summed = torch.zeros((n, *grads.shape[1:]), dtype=grads.dtype, device=grads.device)
+            summed.index_add_(0, index, grads)
+            p.grad_sample = summed / rows.view(-1, *[1] * (grads.dim() - 1)).to(grads.dtype)
 
     def empty_step(self) -> None:
         """An empty Poisson batch: the step is noise alone."""
@@ -133,7 +191,7 @@ class DPSGD:
 
     def epsilon(self) -> float:
         """The total spent so far: preprocessing plus the accountant's DP-SGD epsilon."""
-        return sum(self.budget.column_epsilon.values()) + self.accountant.get_epsilon(delta=self.budget.sgd_delta)
+        return self.budget.preprocessing_epsilon + self.accountant.get_epsilon(delta=self.budget.sgd_delta)
 
     def signature(self) -> dict:
         return {"noise_multiplier": self.sigma, "sample_rate": self.q}
@@ -153,12 +211,15 @@ class DPSGD:
 
     def report(self, privacy: dict, final_epsilon: float) -> dict:
         budget = self.budget
-        pre = sum(budget.column_epsilon.values())
+        pre = budget.preprocessing_epsilon
         sgd = final_epsilon - pre
+        unit = {"unit": {"column": privacy["unit"], "unit_rows": privacy["unit_rows"], "units": self.unit_count,
+                         "count_epsilon": budget.units_epsilon}} if self.units is not None else {}
         return {
             "epsilon": pre + sgd,
             "delta": sum(budget.column_delta.values()) + budget.sgd_delta,
             "requested": dict(privacy),
+            **unit,
             "preprocessing": dict(budget.column_epsilon),
             "preprocessing_delta": dict(budget.column_delta),
             "dp_sgd": {"epsilon": sgd, "delta": budget.sgd_delta, "noise_multiplier": self.sigma,

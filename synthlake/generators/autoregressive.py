@@ -88,7 +88,8 @@ class AutoregressiveGenerator(Generator):
         self.columns: list[Column] | None = None
         self.network: torch.nn.Module | None = None
         self.training: dict[str, Any] = {}
-        self._dp: tuple | None = None  # (budget, noisy row count): set by prepare() under privacy
+        self._dp: tuple | None = None  # (budget, noisy row or unit count): set by prepare() under privacy
+        self._units: np.ndarray | None = None  # each prepared row's privacy unit (with privacy.unit): not saved
         # tests only: seeds the DP noise (preprocessing and DP-SGD), which voids the guarantee against anyone
         # who knows the seed; None draws it from the OS's entropy
         self.dp_noise_seed: int | None = None
@@ -124,20 +125,25 @@ class AutoregressiveGenerator(Generator):
         h = self.hyper
         self.network, self._sampler, self.privacy_report = None, None, None
         if self.privacy is not None:
-            self.use_dp_counts(ar_dp.TableCounts(table), len(table))
+            table, self._units = ar_dp.capped_units(table, self.privacy)
+            self.use_dp_counts(ar_dp.TableCounts(table), len(table),
+                               None if self._units is None else int(self._units.max(initial=-1)) + 1)
         else:
             self.columns = fit_columns(self.metadata, table, h)
         return self.encoder()(table)
 
-    def use_dp_counts(self, counts: ar_dp.ColumnCounts, rows: int) -> None:
+    def use_dp_counts(self, counts: ar_dp.ColumnCounts, rows: int, units: int | None = None) -> None:
         """Under privacy, instead of prepare(): the DP column encodings from the counts of `rows` rows
-        (pipelines.encode gives them from Spark aggregates), charged to the budget as prepare() charges them."""
+        (pipelines.encode gives them from Spark aggregates), charged to the budget as prepare() charges them.
+        `units`: the number of privacy units (prepare() only: DP-SGD needs each row's unit)."""
         if self.privacy is None:
             raise ValueError("without privacy, encodings fitted elsewhere come through use_columns()")
+        if self.privacy.get("unit") and units is None:
+            raise ValueError(f"privacy unit '{self.privacy['unit']}': the rows' units come through prepare()")
         self.network, self._sampler, self.privacy_report = None, None, None
-        self.columns, budget, noisy_rows = ar_dp.fit_columns(self.metadata, counts, rows, self.privacy, self.hyper,
-                                                             self._noise_rng(0))
-        self._dp = (budget, noisy_rows)
+        self.columns, budget, noisy_size = ar_dp.fit_columns(self.metadata, counts, rows, self.privacy, self.hyper,
+                                                             self._noise_rng(0), units)
+        self._dp = (budget, noisy_size)
 
     def use_columns(self, columns: list[Column]) -> None:
         """Take column encodings fitted elsewhere instead of prepare(): pipelines.encode fits them from Spark
@@ -191,6 +197,9 @@ class AutoregressiveGenerator(Generator):
                 raise ValueError("differential privacy trains in one process: set train.num_processes: 1")
             if self._dp is None:
                 raise RuntimeError("privacy: call prepare() (in this process's model) before train()")
+            if self._units is not None and len(self._units) != len(encoded):
+                raise ValueError(f"privacy unit: {len(self._units)} rows' units for {len(encoded)} encoded rows "
+                                 "(train on the rows prepare() returned)")
             with warnings.catch_warnings():  # Opacus' notes on integer inputs and on RDP orders are noise here
                 warnings.filterwarnings("ignore", message="Full backward hook is firing")
                 warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
@@ -208,7 +217,7 @@ class AutoregressiveGenerator(Generator):
         parts = {"model": (network.state_dict, network.load_state_dict),
                  "optimizer": (opt.state_dict, opt.load_state_dict)}
         if self.privacy is not None:
-            private = ar_dp.DPSGD(network, opt, *self._dp, h, self._noise_rng, device)
+            private = ar_dp.DPSGD(network, opt, *self._dp, h, self._noise_rng, device, self._units)
             model, step_opt, extra = private.model, private.optimizer, private.signature()
             batches, early = (lambda epoch: private.poisson_batches(shard)), None
             parts.update(private.parts())
@@ -232,6 +241,8 @@ class AutoregressiveGenerator(Generator):
                     ranks = column_ranks(owners, fine, len(batch), h["order_mixing"], orders)
                     loss = mean_loss(model, batch, None if ranks is None else ranks.to(device))
                     loss.backward()
+                    if private is not None:
+                        private.per_unit()
                     total, counted = total + loss.detach(), counted + 1
                 else:
                     private.empty_step()
@@ -302,7 +313,10 @@ class AutoregressiveGenerator(Generator):
         """What a checkpoint must have been written for to be resumed from (the same on every rank: sharded
         rows are hashed over all the shards)."""
         hyper = {k: v for k, v in self.hyper.items() if k != "temperature" and (self.privacy or k != "epochs")}
-        rows, shape = hashlib.sha256(np.ascontiguousarray(encoded).tobytes()).hexdigest(), list(encoded.shape)
+        hashed = hashlib.sha256(np.ascontiguousarray(encoded).tobytes())
+        if self._units is not None:  # the same rows grouped otherwise are other training data
+            hashed.update(self._units.tobytes())
+        rows, shape = hashed.hexdigest(), list(encoded.shape)
         if sharded and world > 1:
             shards: list[Any] = [None] * world
             dist.all_gather_object(shards, (rows, len(encoded)))

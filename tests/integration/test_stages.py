@@ -363,10 +363,10 @@ def test_a_bi_tool_queries_the_published_tables_over_thrift(completed, project):
 
     ctx, _ = completed
     port = free_port()
-    log = project / "sql.out"
-    with log.open("w") as out:
+    log, errors = project / "sql.out", project / "sql.err"
+    with log.open("w") as out, errors.open("w") as err:
         server = subprocess.Popen([str(VENV_BIN / "synthlake"), "sql", "--port", str(port)], cwd=project,
-                                  env=project_env(project), stdout=out, stderr=subprocess.DEVNULL)
+                                  env=project_env(project), stdout=out, stderr=err)
     try:
         deadline = time.monotonic() + 180
         while "jdbc:hive2://" not in log.read_text():
@@ -391,4 +391,4 @@ def test_a_bi_tool_queries_the_published_tables_over_thrift(completed, project):
         assert (project / "var/metastore/metastore_db").is_dir()  # the embedded metastore, under var/
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0
+        assert server.wait(timeout=60) == 0, errors.read_text()[-3000:]

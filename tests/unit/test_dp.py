@@ -50,8 +50,9 @@ def dp_metadata() -> TableMetadata:
     )
 
 
-def dp_model(epsilon: float = 4.0, delta: float = 1e-5, **hyper) -> AutoregressiveGenerator:
-    model = AutoregressiveGenerator(dp_metadata(), privacy={"epsilon": epsilon, "delta": delta}, **{**DP_TINY, **hyper})
+def dp_model(epsilon: float = 4.0, delta: float = 1e-5, unit: dict | None = None, **hyper) -> AutoregressiveGenerator:
+    privacy = {"epsilon": epsilon, "delta": delta, **(unit or {})}
+    model = AutoregressiveGenerator(dp_metadata(), privacy=privacy, **{**DP_TINY, **hyper})
     model.dp_noise_seed = 11
     return model
 
@@ -278,3 +279,72 @@ def test_a_category_column_below_the_threshold_degrades_with_a_warning():
         model.prepare(dp_table(3000), seed=0)
     color = model.columns[2]
     assert color.categories == [] and color.other_token == 0
+
+
+# ---- a unit of privacy (a customer, a related table's entity) ------------------------------------------------
+
+
+def unit_table(units: int = 240, seed: int = 1) -> pd.DataFrame:
+    """`units` customers with 1..30 rows each; the customer column is the unit, not learned."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 31, units)
+    table = dp_table(int(lengths.sum()), seed)
+    table["customer"] = np.repeat([f"c{i}" for i in range(units)], lengths)
+    return table.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # a unit's rows anywhere
+
+
+def test_the_category_threshold_grows_with_the_rows_a_unit_adds():
+    assert dp.category_threshold(1.0, 1e-5, 1) == pytest.approx(1 + math.log(1e5))
+    k = 10
+    tau = dp.category_threshold(1.0, 1e-5, k)
+    assert tau == pytest.approx(k * (1 + math.log(k / 1e-5)))
+    # a unit's k rows of one category pass the threshold with probability <= delta / 2k (noise Laplace(k/eps))
+    assert 0.5 * math.exp(-(tau - k) * 1.0 / k) <= 1e-5 / (2 * k) * (1 + 1e-9)
+
+
+def test_a_unit_is_sampled_clipped_and_accounted_as_one():
+    table = unit_table()
+    model = dp_model(epsilon=4.0, batch_size=32, unit={"unit": "customer", "unit_rows": 10})
+    with pytest.warns(UserWarning, match=r"privacy unit 'customer': \d+ rows beyond the first 10"):
+        encoded = model.prepare(table, seed=0)
+    kept = table.groupby("customer").size().clip(upper=10)
+    assert len(encoded) == kept.sum()  # at most unit_rows of a unit are learned
+    model.train(encoded, TrainOptions(seed=0))
+    report, sgd = model.privacy_report, model.privacy_report["dp_sgd"]
+    assert report["unit"]["units"] == 240 and report["unit"]["unit_rows"] == 10
+    # q is over units: batch_size / a noisy count of 240 (Laplace at the count's epsilon)
+    noisy_units = 32 / sgd["sample_rate"]
+    assert abs(noisy_units - 240) < 20 / report["unit"]["count_epsilon"]
+    fresh = RDPAccountant()
+    fresh.history = [(sgd["noise_multiplier"], sgd["sample_rate"], sgd["steps"])]
+    spent = sum(report["preprocessing"].values()) + report["unit"]["count_epsilon"] + fresh.get_epsilon(sgd["delta"])
+    assert report["epsilon"] == pytest.approx(spent, abs=1e-6) and 3.5 < report["epsilon"] <= 4.0
+    assert "customer" not in report["preprocessing"]  # the unit is not learned
+
+
+def test_per_unit_gradients_are_the_mean_of_their_rows_before_clipping():
+    from synthlake.generators import ar_dp
+
+    network = torch.nn.Linear(3, 1)
+    units = np.array([0, 0, 1, 2, 2, 2])
+    hyper = {"batch_size": 3, "epochs": 1, "dp_accountant": "rdp", "max_grad_norm": 1.0}
+    budget = dp.split_budget(2.0, 1e-5, 0.1, ["x"], [], units=True)
+    private = ar_dp.DPSGD(network, torch.optim.SGD(network.parameters(), lr=0.1), budget, 3.0, hyper,
+                          lambda i: np.random.default_rng(i), "cpu", units)
+    assert private.q == 1.0  # every unit in every batch: 3 / 3 units
+    data = torch.arange(18, dtype=torch.float32).reshape(6, 3)
+    batch = next(private.poisson_batches(data))
+    private.model(batch).sum().backward()
+    rows = network.weight.grad_sample.clone()
+    private.per_unit()
+    per_unit = network.weight.grad_sample
+    assert per_unit.shape[0] == 3  # one gradient per unit: what the optimizer clips and counts
+    for unit in range(3):
+        torch.testing.assert_close(per_unit[unit], rows[torch.from_numpy(units == unit)].mean(0))
+    private.close()
+
+
+def test_a_unit_column_missing_from_the_rows_is_refused():
+    model = dp_model(unit={"unit": "customer", "unit_rows": 5})
+    with pytest.raises(ValueError, match="privacy unit 'customer' is not a column of the training rows"):
+        model.prepare(dp_table(500), seed=0)
