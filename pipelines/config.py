@@ -103,6 +103,8 @@ class DatasetConfig(Strict):
             unknown = [c for c in cols if c and c not in names]
             if unknown:
                 raise ValueError(f"{key}: {unknown} are not configured columns")
+        if self.privacy is not None and self.privacy.unit not in (None, *names):
+            raise ValueError(f"privacy.unit: '{self.privacy.unit}' is not a configured column")
         rules = self.ruleset  # each rule's columns and kinds checked; the message names the rule
         if rules is not None and self.privacy is not None:
             rules.check_privacy()
@@ -158,6 +160,9 @@ class RelatedDatasetConfig(Strict):
     # as a flat dataset's: the scheduled DAG's cron, and how often its asset watcher polls each table's source
     schedule: str | None = Field(None, pattern=CRON)
     source_poll_seconds: float | None = Field(300, gt=0)
+    # differential privacy per entity (a root row with all of its descendants): the budget split evenly over the
+    # tables' models; `unit_rows`: the children per parent and table learned (the first, in order_by order)
+    privacy: PrivacyBudget | None = None
 
     @model_validator(mode="after")
     def _check_relations(self) -> RelatedDatasetConfig:
@@ -166,10 +171,23 @@ class RelatedDatasetConfig(Strict):
         for table in self.tables:
             if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", table.name):
                 raise ValueError(f"table '{table.name}': a name of letters, digits and _ (it names Delta tables)")
+        if self.privacy is not None and self.privacy.unit is not None:
+            raise ValueError(f"privacy.unit '{self.privacy.unit}': the unit of related tables is their root table's "
+                             "entity (a row with all of its descendants); leave unit out")
         relations = self.relations
         for table in self.tables:
             TableModel(relations, table.name)  # refuses a column named like a derived one
         return self
+
+    def table_privacy(self, table: str) -> PrivacyBudget | None:
+        """Table `table`'s model's share of the budget: its entity the unit, its rows per entity bounded."""
+        if self.privacy is None:
+            return None
+        from synthlake.related_frames import ENTITY, entity_rows
+
+        share = len(self.tables)
+        return PrivacyBudget(epsilon=self.privacy.epsilon / share, delta=self.privacy.delta / share, unit=ENTITY,
+                             unit_rows=entity_rows(self.relations, table, self.privacy.unit_rows))
 
     @property
     def relations(self):

@@ -34,8 +34,10 @@ SHARDS = "encoded"  # in train_work: Parquet files of int32 columns t0..tK, one 
 
 
 def encodes_on_spark(model) -> bool:
-    """Whether the train stage can encode `model`'s rows on the executors."""
-    return model.shards and bool(model.metadata.learned_columns)
+    """Whether the train stage can encode `model`'s rows on the executors (not with a unit of privacy, whose
+    DP-SGD needs each row's unit, which only the driver's prepare() keeps)."""
+    unit = (model.privacy or {}).get("unit")
+    return model.shards and bool(model.metadata.learned_columns) and not unit
 
 
 def fit_and_encode(spark, rows, model, work: Path) -> int:

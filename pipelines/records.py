@@ -247,11 +247,13 @@ class TableModelRecord(Strict):
     mlflow_run_id: str
     rows: int  # model rows learned
     orphans: int  # real rows left out: their foreign key named no parent row
+    privacy: PrivacySpent | None = None  # the model's privacy accounting, under privacy
 
 
 class RelatedTrainRecord(Record):
     name = "related_train"
     tables: dict[str, TableModelRecord]
+    privacy: PrivacySpent | None = None  # under privacy: epsilon and delta spent, summed over the tables' models
 
 
 class RelatedSampleRecord(Record):

@@ -25,7 +25,14 @@ import pandas as pd
 
 from pipelines.config import ConfigError, EnvConfig, Params, RelatedDatasetConfig, resolve
 from pipelines.context import RunContext, StageError
-from pipelines.records import RelatedSampleRecord, RelatedTrainRecord, RunStore, TableModelRecord, TrainRecord
+from pipelines.records import (
+    PrivacySpent,
+    RelatedSampleRecord,
+    RelatedTrainRecord,
+    RunStore,
+    TableModelRecord,
+    TrainRecord,
+)
 
 MAX_TABLE_ROWS = 2_000_000  # rows of one real table the driver reads to learn from
 
@@ -53,10 +60,12 @@ class RelatedContext:
         """The run that learns table `table`'s model rows (written by `train`)."""
         from synthlake.related_frames import TableModel
 
-        model = TableModel(self.dataset.relations, table)
+        privacy = self.dataset.table_privacy(table)
+        model = TableModel(self.dataset.relations, table, private=privacy is not None)
         source = {"path": str(self.store.run_dir / "frames" / f"{table}.parquet"), "format": "parquet"}
         return self.table_context(table, name=f"{self.dataset.name}-{table}-model", source=source,
-                                  columns=[c.model_dump() for c in model.metadata.columns])
+                                  columns=[c.model_dump() for c in model.metadata.columns],
+                                  privacy=privacy and privacy.model_dump())
 
     def table_path(self, table: str, kind: str) -> str:
         return self.table_context(table).table_path(kind)
@@ -66,11 +75,40 @@ class RelatedContext:
 def train(ctx: RelatedContext, spark) -> dict:
     relations = ctx.dataset.relations
     real = read_tables(spark, ctx)
+    if ctx.dataset.privacy is not None:
+        real = _private_rows(ctx, real)
     models, samplers = {}, {}
     for name in relations.parents_first():
         models[name], samplers[name] = _learn(ctx, spark, name, real, samplers)
-    ctx.store.write(RelatedTrainRecord(tables=models))
+    privacy = _spent(models) if ctx.dataset.privacy is not None else None
+    ctx.store.write(RelatedTrainRecord(tables=models, privacy=privacy))
+    if privacy is not None:
+        print(f"[synthlake] train: differential privacy per entity: epsilon {privacy.epsilon:.3f}, delta "
+              f"{privacy.delta:.1e} spent over {len(models)} tables' models", flush=True)
     return {name: f"{m.model_name} v{m.model_version}" for name, m in models.items()}
+
+
+def _spent(models: dict[str, TableModelRecord]) -> PrivacySpent:
+    """What the set's models spent together (basic composition: an entity is in every table's model rows)."""
+    spent = [m.privacy for m in models.values()]
+    if None in spent:  # a model trained without privacy: nothing of the set is private
+        raise StageError(f"a related table's model was trained without privacy: {sorted(models)}")
+    return PrivacySpent(epsilon=sum(p.epsilon for p in spent), delta=sum(p.delta for p in spent),
+                        tables={name: {"epsilon": m.privacy.epsilon, "delta": m.privacy.delta}
+                                for name, m in models.items()})
+
+
+def _private_rows(ctx: RelatedContext, real: dict) -> dict:
+    """Under privacy: each parent's first `privacy.unit_rows` children per table, every row with its entity."""
+    from synthlake.related_frames import capped, with_entities
+
+    relations, limit = ctx.dataset.relations, ctx.dataset.privacy.unit_rows
+    kept = capped(real, relations, limit)
+    for name in relations.parents_first():
+        if dropped := len(real[name]) - len(kept[name]):
+            print(f"[synthlake] train: table '{name}': {dropped} rows beyond a parent's first {limit} (or under such "
+                  "a row, or orphans) left out under privacy (privacy.unit_rows)", flush=True)
+    return with_entities(kept, relations)
 
 
 def _learn(ctx: RelatedContext, spark, name: str, real: dict, samplers: dict):
@@ -80,7 +118,7 @@ def _learn(ctx: RelatedContext, spark, name: str, real: dict, samplers: dict):
     from pipelines import train as train_stage
     from synthlake.related_frames import TableModel, kept_labels
 
-    model = TableModel(ctx.dataset.relations, name)
+    model = TableModel(ctx.dataset.relations, name, private=ctx.dataset.privacy is not None)
     parent = model.parent.name if model.parent else None
     frame, orphans = model.training_frame(real[name], real.get(parent), {c: real[c] for c in model.children},
                                           kept_labels(samplers[parent]) if parent else None)
@@ -97,7 +135,8 @@ def _learn(ctx: RelatedContext, spark, name: str, real: dict, samplers: dict):
         stage.run(table_ctx, spark)
     trained = table_ctx.store.read(TrainRecord)
     record = TableModelRecord(model_name=trained.model_name, model_version=trained.model_version,
-                              mlflow_run_id=trained.mlflow_run_id, rows=len(frame), orphans=orphans)
+                              mlflow_run_id=trained.mlflow_run_id, rows=len(frame), orphans=orphans,
+                              privacy=trained.privacy)
     return record, tracking.load_sampler(table_ctx, trained.model_name, trained.model_version)
 
 

@@ -10,6 +10,10 @@ A table's model row holds, in this order (the context first, so it is what the r
 - its own learned columns;
 - for each table it owns, how many rows it has there (`__count.<child>`): a parent draws its number of children.
 Keys are never learned: they are generated (synthlake.related_sampler).
+
+Under differential privacy the unit is the entity: a root row with all of its descendants. Each model row then
+carries its entity (`__entity`, the root row's key: not learned), each parent keeps its first `unit_rows`
+children per table (`capped`), and each table's model is trained private per entity (synthlake.generators.ar_dp).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from synthlake.relations import RelatedTable, Relations
 
 LENGTH = "__length"
 POSITION = "__position"
+ENTITY = "__entity"  # under privacy: the root row's key, the unit of privacy of every row under it
 
 
 def context_name(column: str) -> str:
@@ -44,17 +49,19 @@ def count_name(child: str) -> str:
 class TableModel:
     """The model row of one related table: its columns (`metadata`) and how to build it from real rows."""
 
-    def __init__(self, relations: Relations, name: str):
+    def __init__(self, relations: Relations, name: str, private: bool = False):
         self.table = relations.table(name)
         self.parent: RelatedTable | None = relations.table(self.table.owner.parent) if self.table.owner else None
         self.child_tables = {t.name: t for t in relations.children(name)}
         self.children = list(self.child_tables)
+        self.private = private
         head, counts = self.context_specs + self.sequence_specs, [_integer(count_name(c)) for c in self.children]
-        clash = sorted({c.name for c in head + counts} & set(self.table.metadata.names))
+        clash = sorted(({c.name for c in head + counts} | {ENTITY}) & set(self.table.metadata.names))
         if clash:
             raise ValueError(f"table '{name}': columns {clash} clash with the names synthlake derives for the "
                              "related tables' models; rename them")
-        self.metadata = TableMetadata(columns=head + self.own_specs + counts)
+        entity = [ColumnSpec(name=ENTITY, kind=ColumnKind.IDENTIFIER)] if private else []
+        self.metadata = TableMetadata(columns=head + self.own_specs + counts + entity)
 
     @property
     def own_specs(self) -> list[ColumnSpec]:
@@ -96,6 +103,8 @@ class TableModel:
             parts[c.name] = rows[c.name]
         for child in self.children:
             parts[count_name(child)] = self._counts(rows, child, children[child])
+        if self.private:
+            parts[ENTITY] = rows[ENTITY]  # see `with_entities`
         return pd.DataFrame(parts), orphans
 
     def _with_parent(self, rows: pd.DataFrame, parent_rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -131,6 +140,48 @@ class TableModel:
     def _counts(self, rows: pd.DataFrame, child: str, child_rows: pd.DataFrame) -> pd.Series:
         per_parent = child_rows[self.child_tables[child].owner.column].value_counts()
         return rows[self.table.primary_key].map(per_parent).fillna(0).astype(np.int64)
+
+
+def capped(real: dict[str, pd.DataFrame], relations: Relations, unit_rows: int) -> dict[str, pd.DataFrame]:
+    """The real tables with each parent's first `unit_rows` rows in each child table (in `order_by` order, else
+    as read), and the rows under a row left out left out too: an entity then has at most unit_rows ** depth rows
+    in a table `depth` levels under the root (`entity_rows`)."""
+    out = dict(real)
+    for name in relations.parents_first():
+        table = relations.table(name)
+        if table.owner is None:
+            continue
+        parent = relations.table(table.owner.parent)
+        rows = out[name][out[name][table.owner.column].isin(out[parent.name][parent.primary_key])]
+        if table.order_by is not None:
+            rows = rows.sort_values([table.owner.column, table.order_by], kind="stable")
+        out[name] = rows[rows.groupby(table.owner.column, sort=False).cumcount() < unit_rows]
+    return out
+
+
+def entity_rows(relations: Relations, name: str, unit_rows: int) -> int:
+    """The most rows one entity has in table `name` once `capped`."""
+    depth, table = 0, relations.table(name)
+    while table.owner is not None:
+        depth, table = depth + 1, relations.table(table.owner.parent)
+    return unit_rows**depth
+
+
+def with_entities(real: dict[str, pd.DataFrame], relations: Relations) -> dict[str, pd.DataFrame]:
+    """The real tables, each row with its entity (ENTITY): the root row's key, found through the foreign keys.
+    A row whose parent is missing (an orphan) gets none; training_frame leaves it out anyway."""
+    out = {}
+    for name in relations.parents_first():
+        table = relations.table(name)
+        rows = real[name].copy()
+        if table.owner is None:
+            rows[ENTITY] = rows[table.primary_key].astype(str)
+        else:
+            parent = relations.table(table.owner.parent)
+            entities = out[parent.name].set_index(parent.primary_key)[ENTITY]
+            rows[ENTITY] = rows[table.owner.column].map(entities)
+        out[name] = rows
+    return out
 
 
 def kept_labels(sampler) -> dict[str, list[str]]:

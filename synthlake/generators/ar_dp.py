@@ -145,7 +145,8 @@ class DPSGD:
         self.rows = round(rows)  # rows, or units
         self.units = None if units is None else torch.from_numpy(np.asarray(units, dtype=np.int64))
         self.unit_count = 0 if units is None or not len(units) else int(units.max()) + 1
-        self.batch_units: torch.Tensor | None = None  # the current batch's rows' units, numbered 0.. in it
+        self.batch_units: torch.Tensor | None = None  # the current chunk's rows' units, numbered 0.. in it
+        self.last_chunk = True  # whether the current chunk ends its batch
         self.q = min(1.0, hyper["batch_size"] / rows)
         self.steps_per_epoch = max(1, round(1 / self.q))
         self.steps = hyper["epochs"] * self.steps_per_epoch
@@ -161,20 +162,39 @@ class DPSGD:
         self.params = [p for p in network.parameters() if p.requires_grad]
 
     def poisson_batches(self, data: torch.Tensor) -> Iterator[torch.Tensor]:
-        """One epoch of Poisson batches of rows, or of units' rows (some may be empty)."""
+        """One epoch of Poisson batches (some may be empty). With units, a batch's rows come in chunks of whole
+        units, about `batch_size` rows each (per-row gradients of every row of a batch at once would not fit):
+        every chunk but the last is clipped and accumulated without a step (`before_step`)."""
         for _ in range(self.steps_per_epoch):
             if self.units is None:
                 yield data[(torch.rand(len(data), generator=self.sampling) < self.q).to(data.device)]
-                continue
-            rows = (torch.rand(self.unit_count, generator=self.sampling) < self.q)[self.units]
-            self.batch_units = torch.unique(self.units[rows], return_inverse=True)[1].to(data.device)
-            yield data[rows.to(data.device)]
+            else:
+                yield from self._unit_chunks(data, torch.rand(self.unit_count, generator=self.sampling) < self.q)
 
-    def per_unit(self) -> None:
-        """After backward, with units: each parameter's per-row gradients replaced by their mean per unit, so
-        that the optimizer clips (and counts) one gradient per unit."""
+    def _unit_chunks(self, data: torch.Tensor, chosen: torch.Tensor) -> Iterator[torch.Tensor]:
+        rows = torch.nonzero(chosen[self.units]).flatten()
+        rows = rows[torch.argsort(self.units[rows], stable=True)]  # a unit's rows together
+        units, sizes = torch.unique_consecutive(self.units[rows], return_counts=True)
+        chunk_of_unit = (torch.cumsum(sizes, 0) - sizes) // self.hyper["batch_size"]
+        chunk_of_row = torch.repeat_interleave(chunk_of_unit, sizes)
+        chunks = int(chunk_of_unit.max()) + 1 if len(units) else 1
+        for chunk in range(chunks):
+            mine = rows[chunk_of_row == chunk]
+            self.last_chunk = chunk == chunks - 1
+            self.batch_units = torch.unique_consecutive(self.units[mine], return_inverse=True)[1].to(data.device)
+            yield data[mine.to(data.device)]
+
+    def before_step(self) -> None:
+        """After backward, before the optimizer's step: with units, the per-row gradients become one per unit,
+        and a chunk that is not its batch's last is clipped and accumulated, not stepped."""
         if self.units is None:
             return
+        self._per_unit()
+        self.optimizer.signal_skip_step(do_skip=not self.last_chunk)
+
+    def _per_unit(self) -> None:
+        """Each parameter's per-row gradients replaced by their mean per unit, so that the optimizer clips (and
+        counts) one gradient per unit."""
         index = self.batch_units
         n = int(index.max()) + 1
         rows = torch.bincount(index, minlength=n)

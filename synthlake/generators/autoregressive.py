@@ -242,7 +242,7 @@ class AutoregressiveGenerator(Generator):
                     loss = mean_loss(model, batch, None if ranks is None else ranks.to(device))
                     loss.backward()
                     if private is not None:
-                        private.per_unit()
+                        private.before_step()
                     total, counted = total + loss.detach(), counted + 1
                 else:
                     private.empty_step()

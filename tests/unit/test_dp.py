@@ -322,21 +322,46 @@ def test_a_unit_is_sampled_clipped_and_accounted_as_one():
     assert "customer" not in report["preprocessing"]  # the unit is not learned
 
 
-def test_per_unit_gradients_are_the_mean_of_their_rows_before_clipping():
+def unit_dpsgd(network: torch.nn.Module, units: np.ndarray, batch_size: int):
     from synthlake.generators import ar_dp
 
+    hyper = {"batch_size": batch_size, "epochs": 1, "dp_accountant": "rdp", "max_grad_norm": 1.0}
+    budget = dp.split_budget(2.0, 1e-5, 0.1, ["x"], [], units=True)
+    return ar_dp.DPSGD(network, torch.optim.SGD(network.parameters(), lr=0.1), budget, 3.0, hyper,
+                       lambda i: np.random.default_rng(i), "cpu", units)
+
+
+def test_a_batch_of_units_comes_in_chunks_of_whole_units_stepped_once():
+    network = torch.nn.Linear(3, 1)
+    units = np.array([2, 0, 1, 0, 2, 2])
+    private = unit_dpsgd(network, units, batch_size=3)  # q = 1: every unit; chunks of about 3 rows
+    data = torch.arange(18, dtype=torch.float32).reshape(6, 3)
+    chunks, skipped = [], []
+    for chunk in private.poisson_batches(data):
+        private.optimizer.zero_grad(set_to_none=True)
+        private.model(chunk).sum().backward()
+        private.before_step()
+        skipped.append(private.optimizer._check_skip_next_step(pop_next=False))
+        private.optimizer.step()
+        chunks.append({int(row[0]) // 3 for row in chunk})  # the rows in the chunk
+    assert sorted(set().union(*chunks)) == list(range(6)) and sum(map(len, chunks)) == 6
+    for rows in chunks:  # no unit split over two chunks
+        assert all({r for r in range(6) if units[r] == units[row]} <= rows for row in rows)
+    assert len(chunks) == 2 and skipped == [True, False]  # one step per batch: the last chunk's
+    assert len(private.accountant.history) == 1  # the accountant counts one step
+    private.close()
+
+
+def test_per_unit_gradients_are_the_mean_of_their_rows_before_clipping():
     network = torch.nn.Linear(3, 1)
     units = np.array([0, 0, 1, 2, 2, 2])
-    hyper = {"batch_size": 3, "epochs": 1, "dp_accountant": "rdp", "max_grad_norm": 1.0}
-    budget = dp.split_budget(2.0, 1e-5, 0.1, ["x"], [], units=True)
-    private = ar_dp.DPSGD(network, torch.optim.SGD(network.parameters(), lr=0.1), budget, 3.0, hyper,
-                          lambda i: np.random.default_rng(i), "cpu", units)
-    assert private.q == 1.0  # every unit in every batch: 3 / 3 units
+    private = unit_dpsgd(network, units, batch_size=6)
+    assert private.q == 1.0  # every unit in every batch: 6 / 3 units
     data = torch.arange(18, dtype=torch.float32).reshape(6, 3)
     batch = next(private.poisson_batches(data))
     private.model(batch).sum().backward()
     rows = network.weight.grad_sample.clone()
-    private.per_unit()
+    private.before_step()
     per_unit = network.weight.grad_sample
     assert per_unit.shape[0] == 3  # one gradient per unit: what the optimizer clips and counts
     for unit in range(3):
