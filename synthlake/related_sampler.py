@@ -136,7 +136,7 @@ def _known(context: pd.DataFrame, sampler) -> pd.DataFrame:
             low, high = _range(column)
             middle = (low + high) / 2
             if pd.api.types.is_datetime64_any_dtype(values):
-                middle = pd.Timestamp(middle, unit="s", tz=values.dt.tz)
+                middle = pd.Timestamp(round(middle * 1e6), unit="us", tz=values.dt.tz)  # Arrow's timestamp[us]
             values = values.fillna(middle)
         out[name] = values
     return pd.DataFrame(out, index=context.index)

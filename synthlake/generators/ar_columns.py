@@ -153,15 +153,17 @@ class NumericColumn:
         resolution is not released). Returns the noisy row count too."""
         is_dt = spec.kind == ColumnKind.DATETIME
         found = dp.dp_numeric_of(histograms, epsilon, h["max_bins"], h["bin_knots"], rng, integer=spec.integer)
+        # noisy bounds at a small epsilon may lie centuries away: a datetime keeps to what timestamps can hold
+        within = (lambda x: np.clip(x, *DATETIME_SECONDS).tolist()) if is_dt else (lambda x: x)
         column = cls(
             spec.name,
             integer=spec.integer,
             datetime=is_dt,
             tz=tz if is_dt else None,
             resolution=1.0 if is_dt else None,
-            values=found.values,
-            edges=found.edges,
-            knots=found.knots,
+            values=None if found.values is None else within(found.values),
+            edges=None if found.edges is None else within(found.edges),
+            knots=None if found.knots is None else [within(k) for k in found.knots],
             null=found.null,
         )
         return column, found.noisy_total
@@ -238,6 +240,7 @@ class NumericColumn:
 
 
 Column = CategoricalColumn | NumericColumn
+DATETIME_SECONDS = (-9.2e9, 9.2e9)  # about 1678 to 2261: what a pandas (nanosecond) timestamp holds
 RESOLUTIONS = (86400.0, 3600.0, 60.0, 1.0)  # a datetime column's resolution: the first its values are whole in
 
 

@@ -176,3 +176,44 @@ def test_a_set_that_fails_its_gate_is_not_published(project, completed, spark):
         related.publish(strict, spark)
     assert published(spark, project, "storms", "storms-strict").count() == 0
     assert published(spark, project, "observations", "storms-strict").count() == 0
+
+
+def test_a_private_set_is_learned_private_per_entity(project, completed, spark, tmp_path):
+    """privacy: on a related config: each table's model is DP with the storm (and all its observations) as the
+    unit, at most unit_rows observations per storm learned, the budget split over the two models."""
+    import pandas as pd
+
+    from pipelines.records import RelatedTrainRecord
+    from synthlake.related_frames import ENTITY
+
+    config = yaml.safe_load((project / "conf/datasets/storms.yaml").read_text())
+    config["privacy"] = {"epsilon": 6.0, "delta": 1e-6, "unit_rows": 12}
+    path = tmp_path / "private.yaml"
+    path.write_text(yaml.safe_dump(config))
+    ctx = related.open_context(str(path), "storms-private")
+    related.train(ctx, spark)
+    record = ctx.store.read(RelatedTrainRecord)
+    storms = pd.read_csv(project / "data/storms/storms.csv")
+    for table, unit_rows in (("storms", 1), ("observations", 12)):
+        spent = record.tables[table].privacy.model_dump()
+        assert spent["unit"]["column"] == ENTITY and spent["unit"]["unit_rows"] == unit_rows, table
+        assert len(storms) / 2 < spent["unit"]["units"] <= len(storms), table  # the training split's storms
+        assert spent["requested"]["epsilon"] == 3.0 and 2.5 < spent["epsilon"] <= 3.0, table
+        frame = pd.read_parquet(ctx.model_context(table).dataset.source.path)
+        assert frame.groupby(ENTITY).size().max() <= unit_rows, table  # what one storm adds to this model
+    assert record.privacy.epsilon == pytest.approx(sum(m.privacy.epsilon for m in record.tables.values()))
+    assert record.privacy.epsilon <= 6.0 and record.privacy.delta <= 1e-6
+    related.sample(ctx, spark)  # the private models generate the set, keys exact
+    observations = spark.read.format("delta").load(ctx.table_path("observations", "staging")) \
+        .where("run_id = 'storms-private'")
+    generated = spark.read.format("delta").load(ctx.table_path("storms", "staging")).where("run_id = 'storms-private'")
+    assert observations.join(generated, ["storm_id", "run_id"], "left_anti").count() == 0
+
+
+def test_privacy_unit_on_a_related_config_exits_2(project, tmp_path):
+    config = yaml.safe_load((project / "conf/datasets/storms.yaml").read_text())
+    config["privacy"] = {"epsilon": 1.0, "unit": "storm_id"}
+    path = tmp_path / "unit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = synthlake(project, "train", str(path), timeout=120)
+    assert done.returncode == 2 and "privacy.unit 'storm_id': the unit of related tables is their root" in done.stderr

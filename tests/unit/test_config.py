@@ -316,6 +316,15 @@ def test_privacy_budget_loads_with_a_default_delta(tmp_path):
     assert load_dataset(dataset_file(tmp_path)).privacy is None
 
 
+def test_a_privacy_unit_must_be_a_configured_column(tmp_path):
+    message = config_error(load_dataset, dataset_file(tmp_path, privacy={"epsilon": 2, "unit": "customer"}))
+    assert "privacy.unit: 'customer' is not a configured column" in message
+    dataset = load_dataset(dataset_file(tmp_path, privacy={"epsilon": 2, "unit": "age", "unit_rows": 5}))
+    assert (dataset.privacy.unit, dataset.privacy.unit_rows) == ("age", 5)
+    assert "privacy.unit_rows" in config_error(load_dataset, dataset_file(tmp_path, privacy={"epsilon": 2,
+                                                                                           "unit_rows": 0}))
+
+
 def test_a_rule_is_checked_when_the_config_loads_and_named(tmp_path):
     message = config_error(load_dataset, dataset_file(tmp_path, rules=[
         {"kind": "range", "column": "age", "low": 18},

@@ -373,3 +373,17 @@ def test_a_unit_column_missing_from_the_rows_is_refused():
     model = dp_model(unit={"unit": "customer", "unit_rows": 5})
     with pytest.raises(ValueError, match="privacy unit 'customer' is not a column of the training rows"):
         model.prepare(dp_table(500), seed=0)
+
+
+def test_a_dp_datetime_column_keeps_to_what_timestamps_hold_at_any_epsilon():
+    from synthlake.generators.ar_columns import DATETIME_SECONDS, NumericColumn
+
+    seconds = dp_table(300)["signup"].astype("int64").to_numpy() / 1e9
+    spec = ColumnSpec(name="signup", kind=ColumnKind.DATETIME)
+    hyper = {"max_bins": 20, "bin_knots": 4}
+    for seed in range(20):  # at this epsilon the noisy bounds land anywhere on the symlog grid
+        column, _ = NumericColumn.fit_dp(spec, None, dp.ArrayHistograms(seconds), 1e-4, hyper,
+                                         np.random.default_rng(seed))
+        spans = [*(column.values or []), *(column.edges or []), *(k for ks in column.knots or [] for k in ks)]
+        assert DATETIME_SECONDS[0] <= min(spans) and max(spans) <= DATETIME_SECONDS[1]
+        column.decode(np.arange(column.vocab), np.random.default_rng(0).random(column.vocab))  # every token decodes

@@ -135,6 +135,22 @@ def test_a_parent_value_the_childs_model_never_saw_is_given_as_one_it_knows(samp
         columns[column].encode(known[column])  # no "not seen when fitting"
 
 
+def test_an_unseen_null_time_becomes_the_middle_of_its_range_in_whole_microseconds():
+    from types import SimpleNamespace
+
+    from synthlake.generators.ar_columns import NumericColumn
+    from synthlake.related_sampler import _known
+
+    # a DP encoding keeps no null token and knots at fractions of a second
+    time = NumericColumn("prev.time", datetime=True, resolution=1.0, edges=[0.0, 1.0],
+                         knots=[[1e9 + 0.1234567, 1e9 + 7.0000001]])
+    context = pd.DataFrame({"prev.time": pd.Series([pd.NaT, pd.Timestamp("2001-09-09 01:46:41")])})
+    known = _known(context, SimpleNamespace(columns=[time]))
+    middle = known["prev.time"].iloc[0]
+    assert middle.value % 1000 == 0 and abs(middle.value / 1e9 - (2e9 + 7.1234568) / 2) < 1e-6
+    pa.array(known["prev.time"], pa.timestamp("us"))  # castable without losing data
+
+
 def test_a_stepped_value_rounds_as_its_column_and_the_order_never_steps_back():
     from synthlake.generators.ar_columns import NumericColumn
     from synthlake.related_sampler import _after
