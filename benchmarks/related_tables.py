@@ -39,8 +39,11 @@ Metrics (the same code for every method, on each output conformed to the real dt
   numeric learned columns, non-integer ones first (storms: lat and long; nycflights: dep_delay and arr_delay);
 - referential integrity: the share of children whose foreign key is a generated parent's, and whether the
   parents' keys are unique;
-- exact_match_share of the child (share of synthetic rows equal to a real row over the learned columns). No
-  DCR: that needs a holdout, and every parent is trained on;
+- exact_match_share of the child (share of synthetic rows equal to a real row over the learned columns);
+- privacy by entity (synthlake.evaluation.entities): entity_exact_match_share (a parent and its children, as a
+  multiset, identical to a training one) and entity_dcr_share against the held-out entities (--holdout of the
+  parents, with their children, by synthlake.related_frames.held_out with seed 42; no method sees them; the
+  other metrics compare against the training entities);
 - training seconds (both tables), sampling seconds (all parents and their children), children/s.
 
 storms, measured on this machine (2 cores, CPU, another job sharing it at times) before --dataset existed (its
@@ -115,6 +118,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.config import load_any_dataset  # noqa: E402
 from synthlake.evaluation import evaluate  # noqa: E402
+from synthlake.evaluation.entities import entity_dcr_share, entity_exact_match_share  # noqa: E402
 from synthlake.evaluation.sequences import (  # noqa: E402
     autocorrelation,
     children_per_parent,
@@ -123,7 +127,7 @@ from synthlake.evaluation.sequences import (  # noqa: E402
 )
 from synthlake.generators import get_generator  # noqa: E402
 from synthlake.metadata import ColumnKind, TableMetadata  # noqa: E402
-from synthlake.related_frames import TableModel, kept_labels  # noqa: E402
+from synthlake.related_frames import TableModel, held_out, kept_labels  # noqa: E402
 from synthlake.related_sampler import RelatedSampler  # noqa: E402
 
 PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
@@ -184,6 +188,19 @@ def read_table(table) -> pd.DataFrame:
     frame = pd.read_csv(path if path.is_absolute() else ROOT / path, dtype=dict.fromkeys(text, str),
                         parse_dates=dates)
     return frame[[c.name for c in table.columns]]
+
+
+def split_entities(fam: Family, real: dict[str, pd.DataFrame], fraction: float, seed: int):
+    """(training, holdout) tables: `fraction` of the parents, by a seeded hash of their key, with their children
+    (synthlake.related_frames.held_out, as the pipeline holds entities out)."""
+    held = held_out(real[fam.parent][fam.key], fraction, seed)
+    keys = real[fam.parent][fam.key][held]
+    out = []
+    for side in (False, True):
+        parents = real[fam.parent][held == side].reset_index(drop=True)
+        children = real[fam.child][real[fam.child][fam.fk].isin(keys) == side].reset_index(drop=True)
+        out.append({fam.parent: parents, fam.child: children})
+    return out[0], out[1]
 
 
 def load_real(fam: Family) -> tuple[dict[str, pd.DataFrame], int]:
@@ -309,11 +326,17 @@ def run_par(fam: Family, real: dict[str, pd.DataFrame], epochs: int, n: int, see
 
 
 # ---- the metrics ------------------------------------------------------------------------------------------
-def metrics(fam: Family, real: dict[str, pd.DataFrame], parents: pd.DataFrame, children: pd.DataFrame,
-            seed: int) -> dict:
+def metrics(fam: Family, real: dict[str, pd.DataFrame], holdout: dict[str, pd.DataFrame], parents: pd.DataFrame,
+            children: pd.DataFrame, seed: int) -> dict:
     parents, children = conformed(parents, fam.key, fam.parent_specs), conformed(children, fam.fk, fam.child_specs)
     real_parents = conformed(real[fam.parent], fam.key, fam.parent_specs)
     real_children = conformed(real[fam.child], fam.fk, fam.child_specs)
+    train_set = {fam.parent: real_parents, fam.child: real_children}
+    holdout_set = {fam.parent: conformed(holdout[fam.parent], fam.key, fam.parent_specs),
+                   fam.child: conformed(holdout[fam.child], fam.fk, fam.child_specs)}
+    synthetic_set = {fam.parent: parents, fam.child: children}
+    two = fam.relations.model_copy(update={"tables": [fam.relations.table(fam.parent),
+                                                      fam.relations.table(fam.child)]})
     top = evaluate(real_parents, parents, TableMetadata(columns=fam.parent_specs),
                    names=["accuracy", "column_shapes"], seed=seed)
     seq = evaluate(real_children, children, TableMetadata(columns=fam.child_specs),
@@ -328,7 +351,9 @@ def metrics(fam: Family, real: dict[str, pd.DataFrame], parents: pd.DataFrame, c
             "coherence_by_column": pairs, **lags(fam, children),
             "referential_integrity": float(children[fam.fk].isin(parents[fam.key]).mean()) if len(children) else None,
             "parent_keys_unique": bool(parents[fam.key].is_unique),
-            "exact_match_share": seq["exact_match_share"]}
+            "exact_match_share": seq["exact_match_share"],
+            "entity_exact_match_share": entity_exact_match_share(two, train_set, synthetic_set),
+            "entity_dcr_share": entity_dcr_share(two, train_set, holdout_set, synthetic_set, seed)}
 
 
 def lags(fam: Family, children: pd.DataFrame) -> dict[str, float]:
@@ -346,7 +371,9 @@ def rows(fam: Family) -> list[tuple[str, str, str]]:
             ("length similarity (1 - KS)", "length_similarity", ".3f"), ("coherence (mean)", "coherence", ".3f")] \
         + [(f"lag-1 autocorrelation {x}", f"lag1_{x}", ".3f") for x in fam.lag_columns] \
         + [("referential integrity", "referential_integrity", ".3f"), (f"{p} keys unique", "parent_keys_unique", ""),
-           (f"exact match share ({c})", "exact_match_share", ".4f")]
+           (f"exact match share ({c})", "exact_match_share", ".4f"),
+           ("entity exact match share", "entity_exact_match_share", ".4f"),
+           ("entity DCR share (0.5 ideal)", "entity_dcr_share", ".3f")]
 
 
 def table(fam: Family, results: dict) -> str:
@@ -382,6 +409,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--no-mostly", action="store_true", help="leave mostlyai-engine out")
     parser.add_argument("--no-par", action="store_true", help="leave SDV's PARSynthesizer out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout", type=float, default=0.2,
+                        help="the share of parents held out, with their children, for entity DCR (seed 42)")
     parser.add_argument("--out", default="var/bench/related.json", help="the results JSON")
     return parser.parse_args()
 
@@ -391,13 +420,15 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     fam = family(name)
     real, orphans = load_real(fam)
+    real, holdout = split_entities(fam, real, args.holdout, 42)
     n = len(real[fam.parent])
-    log(f"{name}: {n} {fam.parent}, {len(real[fam.child])} {fam.child} ({orphans} orphans dropped)")
+    log(f"{name}: {n} {fam.parent}, {len(real[fam.child])} {fam.child} ({orphans} orphans dropped); held out "
+        f"{len(holdout[fam.parent])} {fam.parent} with {len(holdout[fam.child])} {fam.child}")
     real_children = conformed(real[fam.child], fam.fk, fam.child_specs)
     results = {"real": {"parents": n, "children": len(real[fam.child]), "orphans_dropped": orphans,
                         **lags(fam, real_children)}, "methods": {}}
     for method, run in methods(fam, real, n, args):
-        results["methods"][method] = scored(fam, real, method, run, args.seed)
+        results["methods"][method] = scored(fam, real, holdout, method, run, args.seed)
     results["wall_s"] = time.perf_counter() - started
     print(f"\n{name}:\n\n{table(fam, results)}\n", flush=True)
     return results
@@ -423,7 +454,8 @@ def methods(fam: Family, real: dict[str, pd.DataFrame], n: int, args: argparse.N
         yield "sdv PAR", lambda: run_par(fam, real, args.par_epochs, n, args.seed)
 
 
-def scored(fam: Family, real: dict[str, pd.DataFrame], name: str, run, seed: int) -> dict:
+def scored(fam: Family, real: dict[str, pd.DataFrame], holdout: dict[str, pd.DataFrame], name: str, run,
+           seed: int) -> dict:
     """A method's timings, notes and metrics; its error where it failed (a peer failing is a result)."""
     if isinstance(run, dict):
         return run
@@ -438,7 +470,7 @@ def scored(fam: Family, real: dict[str, pd.DataFrame], name: str, run, seed: int
         f"{len(out['children'])} {fam.child} in {out['sample_s']:.1f} s; scoring")
     row = {k: v for k, v in out.items() if k not in ("parents", "children")}
     row["rows_per_s"] = len(out["children"]) / out["sample_s"] if out["sample_s"] > 0 else None
-    row.update(metrics(fam, real, out["parents"], out["children"], seed))
+    row.update(metrics(fam, real, holdout, out["parents"], out["children"], seed))
     return row
 
 

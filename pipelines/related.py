@@ -33,6 +33,7 @@ from pipelines.records import (
     TableModelRecord,
     TrainRecord,
 )
+from synthlake.related_frames import with_entities
 
 MAX_TABLE_ROWS = 2_000_000  # rows of one real table the driver reads to learn from
 
@@ -61,7 +62,7 @@ class RelatedContext:
         from synthlake.related_frames import TableModel
 
         privacy = self.dataset.table_privacy(table)
-        model = TableModel(self.dataset.relations, table, private=privacy is not None)
+        model = TableModel(self.dataset.relations, table)
         source = {"path": str(self.store.run_dir / "frames" / f"{table}.parquet"), "format": "parquet"}
         return self.table_context(table, name=f"{self.dataset.name}-{table}-model", source=source,
                                   columns=[c.model_dump() for c in model.metadata.columns],
@@ -70,13 +71,20 @@ class RelatedContext:
     def table_path(self, table: str, kind: str) -> str:
         return self.table_context(table).table_path(kind)
 
+    @property
+    def holdout(self) -> tuple[float, int]:
+        """The entities held out of every table's model (synthlake.related_frames.held_out): the share and seed of
+        the flat holdout, by entity."""
+        return self.params.profile.holdout_fraction, self.params.profile.holdout_seed
+
 
 # ---- train ----------------------------------------------------------------------------------------------
 def train(ctx: RelatedContext, spark) -> dict:
     relations = ctx.dataset.relations
     real = read_tables(spark, ctx)
     if ctx.dataset.privacy is not None:
-        real = _private_rows(ctx, real)
+        real = _capped(ctx, real)
+    real = with_entities(real, relations, ctx.holdout)
     models, samplers = {}, {}
     for name in relations.parents_first():
         models[name], samplers[name] = _learn(ctx, spark, name, real, samplers)
@@ -98,9 +106,9 @@ def _spent(models: dict[str, TableModelRecord]) -> PrivacySpent:
                                 for name, m in models.items()})
 
 
-def _private_rows(ctx: RelatedContext, real: dict) -> dict:
-    """Under privacy: each parent's first `privacy.unit_rows` children per table, every row with its entity."""
-    from synthlake.related_frames import capped, with_entities
+def _capped(ctx: RelatedContext, real: dict) -> dict:
+    """Under privacy: each parent's first `privacy.unit_rows` children per table."""
+    from synthlake.related_frames import capped
 
     relations, limit = ctx.dataset.relations, ctx.dataset.privacy.unit_rows
     kept = capped(real, relations, limit)
@@ -108,7 +116,7 @@ def _private_rows(ctx: RelatedContext, real: dict) -> dict:
         if dropped := len(real[name]) - len(kept[name]):
             print(f"[synthlake] train: table '{name}': {dropped} rows beyond a parent's first {limit} (or under such "
                   "a row, or orphans) left out under privacy (privacy.unit_rows)", flush=True)
-    return with_entities(kept, relations)
+    return kept
 
 
 def _learn(ctx: RelatedContext, spark, name: str, real: dict, samplers: dict):
@@ -118,7 +126,7 @@ def _learn(ctx: RelatedContext, spark, name: str, real: dict, samplers: dict):
     from pipelines import train as train_stage
     from synthlake.related_frames import TableModel, kept_labels
 
-    model = TableModel(ctx.dataset.relations, name, private=ctx.dataset.privacy is not None)
+    model = TableModel(ctx.dataset.relations, name)
     parent = model.parent.name if model.parent else None
     frame, orphans = model.training_frame(real[name], real.get(parent), {c: real[c] for c in model.children},
                                           kept_labels(samplers[parent]) if parent else None)
@@ -181,8 +189,9 @@ def sample(ctx: RelatedContext, spark) -> dict:
     schemas = {t.name: to_arrow_schema(output_schema(ctx.table_context(t.name)), timezone="UTC")
                for t in ctx.dataset.tables}
     paths = {t.name: ctx.table_path(t.name, "staging") for t in ctx.dataset.tables}
+    privacy = ctx.dataset.privacy
     write = _set_writer(ctx.dataset.relations.model_dump(), files, layout, ctx.params.seed, ctx.run_id, paths,
-                        schemas)
+                        schemas, privacy and privacy.unit_rows)
     written = [row.asDict() for row in block_frame(spark, layout.blocks(), ctx.params.sample.partitions)
                .mapInArrow(write, f"table string, {delta_files.FILE_FIELDS}").collect()]
     rows = {}
@@ -197,7 +206,7 @@ def sample(ctx: RelatedContext, spark) -> dict:
 
 
 def _set_writer(relations: dict, files: dict[str, dict[str, bytes]], layout, seed: int, run_id: str,
-                paths: dict[str, str], schemas: dict):
+                paths: dict[str, str], schemas: dict, max_children: int | None):
     """The function each task runs: its blocks' root rows and descendants, each table into its own files;
     one FILE_FIELDS row (and the table's name) per file. A task that fails removes its files."""
 
@@ -217,7 +226,7 @@ def _set_writer(relations: dict, files: dict[str, dict[str, bytes]], layout, see
                     (Path(tmp) / name / file).parent.mkdir(parents=True, exist_ok=True)
                     (Path(tmp) / name / file).write_bytes(data)
                 samplers[name] = load_sampler(Path(tmp) / name)
-        generator = RelatedSampler(Relations.model_validate(relations), samplers)
+        generator = RelatedSampler(Relations.model_validate(relations), samplers, max_children)
         writers = {name: PartFiles(path, ("run_id", run_id)) for name, path in paths.items()}
         try:
             for batch in batches:

@@ -7,9 +7,12 @@
 - per child table: the children-per-parent distribution (length similarity), how the parent's columns go with
   its children's aggregates (parent_child_trends, reported) and, for a sequence, each column's coherence
   (consecutive pairs) and the numeric columns' lag-1 autocorrelation, real and synthetic
-  (synthlake.evaluation.sequences).
+  (synthlake.evaluation.sequences);
+- privacy by entity (synthlake.evaluation.entities): exact copies of a training entity, and dcr_share against the
+  entities held out of every model (reported).
 Gates: every key expectation; every table's column shapes, and every child table's length similarity and mean
-coherence, at least `validate.min_column_shape` (or the dataset's `min_column_shape`).
+coherence, at least `validate.min_column_shape` (or the dataset's `min_column_shape`); entity exact matches at
+most `validate.thresholds.exact_match_share`.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def run(ctx: RelatedContext, spark) -> dict:
             figures[table.name], table_checks, family = _table_checks(spark, ctx, table.name, staged, threshold)
             checks += table_checks
             families += [family] if family else []
+        figures["entities"], entity_checks = _entity_checks(spark, ctx, staged)
+        checks += entity_checks
     finally:
         for df in staged.values():
             df.unpersist()
@@ -185,6 +190,49 @@ def _families(spark, ctx: RelatedContext, table, parent, limit: int, seed: int, 
     children = rows(table.name)
     children = children.join(keys, children[_quoted(table.owner.column)] == keys["__key"], "left_semi")
     return parents.toPandas(), children.toPandas()
+
+
+# ---- privacy by entity ------------------------------------------------------------------------------------
+def _entity_checks(spark, ctx: RelatedContext, staged: dict) -> tuple[dict, list[dict]]:
+    """Entity-level privacy (synthlake.evaluation.entities) on bounded samples of entities: exact copies of a
+    training entity (a gate, at the flat exact_match_share threshold), and dcr_share against the entities held
+    out of every model (reported: a few hundred entities make it too noisy to gate)."""
+    from synthlake.evaluation.entities import entity_dcr_share, entity_exact_match_share
+    from synthlake.related_frames import ENTITY, HOLDOUT, with_entities
+
+    relations, limit, seed = ctx.dataset.relations, max(1, ctx.params.validate_.max_rows // 10), ctx.params.seed
+    real = with_entities(_entities(spark, ctx, None, limit, seed), relations, ctx.holdout)
+    sides = {side: {name: rows[rows[HOLDOUT] == flag].drop(columns=[ENTITY, HOLDOUT])
+                    for name, rows in real.items()} for side, flag in (("train", "false"), ("holdout", "true"))}
+    synthetic = _entities(spark, ctx, staged, limit, seed)
+    figures = {"entity_exact_match_share": _number(entity_exact_match_share(relations, sides["train"], synthetic)),
+               "entity_dcr_share": _number(entity_dcr_share(relations, sides["train"], sides["holdout"], synthetic,
+                                                            seed))}
+    most = ctx.params.validate_.thresholds.get("exact_match_share")
+    exact = figures["entity_exact_match_share"]
+    checks = [check("entity_exact_match_share", "privacy", exact, most, "<=",
+                    None if most is None else exact is not None and exact <= most),
+              check("entity_dcr_share", "privacy", figures["entity_dcr_share"], None, None, None)]
+    return figures, checks
+
+
+def _entities(spark, ctx: RelatedContext, staged: dict | None, limit: int, seed: int) -> dict:
+    """A bounded sample of root rows with all of their descendants, real (staged None) or staged, as pandas."""
+    from pipelines.source import bounded, read_source
+
+    relations = ctx.dataset.relations
+
+    def rows(name: str):
+        return read_source(spark, ctx.dataset.table_dataset(name), check=False) if staged is None else staged[name]
+
+    kept = {relations.root.name: bounded(rows(relations.root.name), limit, seed)}
+    for name in relations.parents_first()[1:]:
+        table = relations.table(name)
+        parent = relations.table(table.owner.parent)
+        keys = kept[parent.name].select(column(parent.primary_key).alias("__key"))
+        children = rows(name)
+        kept[name] = children.join(keys, children[_quoted(table.owner.column)] == keys["__key"], "left_semi")
+    return {name: df.toPandas() for name, df in kept.items()}
 
 
 def _at_least(value: float | None, threshold: float) -> bool:

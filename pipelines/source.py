@@ -12,6 +12,7 @@ from pipelines.source_files import data_files
 from pipelines.spark import column, quoted
 from synthlake.column_types import storage_type
 from synthlake.metadata import ColumnSpec
+from synthlake.related_frames import HOLDOUT
 
 if TYPE_CHECKING:
     from pipelines.records import ProfileRecord
@@ -193,11 +194,15 @@ HOLDOUT_BUCKETS = 1_000_000
 def split(df, part: str, fraction: float, seed: int):
     """The "train" or "holdout" rows of `df`. A row's side is a seeded hash of its values, so every stage
     recomputes the same split without storing it, and identical rows always fall on the same side (a
-    duplicate on both sides would make a copy of a training row look like a good holdout match)."""
+    duplicate on both sides would make a copy of a training row look like a good holdout match). Rows that say
+    their side (a HOLDOUT column: a related table's model rows, held out by entity) are split as they say."""
     from pyspark.sql import functions as F
 
     if part not in ("train", "holdout"):
         raise ValueError(f"part must be 'train' or 'holdout', got {part!r}")
+    if HOLDOUT in df.columns:  # a related table's model rows: held out by entity (synthlake.related_frames)
+        in_holdout = F.coalesce(column(HOLDOUT) == "true", F.lit(False))
+        return df.where(in_holdout if part == "holdout" else ~in_holdout)
     bucket = F.pmod(F.xxhash64(F.lit(seed), *[column(c) for c in df.columns]), F.lit(HOLDOUT_BUCKETS))
     in_holdout = bucket < int(round(fraction * HOLDOUT_BUCKETS))
     return df.where(in_holdout if part == "holdout" else ~in_holdout)

@@ -11,9 +11,11 @@ A table's model row holds, in this order (the context first, so it is what the r
 - for each table it owns, how many rows it has there (`__count.<child>`): a parent draws its number of children.
 Keys are never learned: they are generated (synthlake.related_sampler).
 
-Under differential privacy the unit is the entity: a root row with all of its descendants. Each model row then
-carries its entity (`__entity`, the root row's key: not learned), each parent keeps its first `unit_rows`
-children per table (`capped`), and each table's model is trained private per entity (synthlake.generators.ar_dp).
+Each model row also carries its entity (`__entity`: the root row's key; an entity is a root row with all of its
+descendants) and whether that entity is held out (`__holdout`): neither is learned. The holdout is by entity,
+so that no table's model learned anything of a holdout entity (entity-level DCR compares against them). Under
+differential privacy the entity is the unit: each parent keeps its first `unit_rows` children per table
+(`capped`), and each table's model is trained private per entity (synthlake.generators.ar_dp).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from synthlake.relations import RelatedTable, Relations
 
 LENGTH = "__length"
 POSITION = "__position"
-ENTITY = "__entity"  # under privacy: the root row's key, the unit of privacy of every row under it
+ENTITY = "__entity"  # the root row's key: the entity of every row under it (the unit of privacy)
+HOLDOUT = "__holdout"  # "true" on the rows of the entities held out of training (pipelines.source.split)
 
 
 def context_name(column: str) -> str:
@@ -49,19 +52,18 @@ def count_name(child: str) -> str:
 class TableModel:
     """The model row of one related table: its columns (`metadata`) and how to build it from real rows."""
 
-    def __init__(self, relations: Relations, name: str, private: bool = False):
+    def __init__(self, relations: Relations, name: str):
         self.table = relations.table(name)
         self.parent: RelatedTable | None = relations.table(self.table.owner.parent) if self.table.owner else None
         self.child_tables = {t.name: t for t in relations.children(name)}
         self.children = list(self.child_tables)
-        self.private = private
         head, counts = self.context_specs + self.sequence_specs, [_integer(count_name(c)) for c in self.children]
-        clash = sorted(({c.name for c in head + counts} | {ENTITY}) & set(self.table.metadata.names))
+        clash = sorted(({c.name for c in head + counts} | {ENTITY, HOLDOUT}) & set(self.table.metadata.names))
         if clash:
             raise ValueError(f"table '{name}': columns {clash} clash with the names synthlake derives for the "
                              "related tables' models; rename them")
-        entity = [ColumnSpec(name=ENTITY, kind=ColumnKind.IDENTIFIER)] if private else []
-        self.metadata = TableMetadata(columns=head + self.own_specs + counts + entity)
+        marks = [ColumnSpec(name=name, kind=ColumnKind.IDENTIFIER) for name in (ENTITY, HOLDOUT)]  # not learned
+        self.metadata = TableMetadata(columns=head + self.own_specs + counts + marks)
 
     @property
     def own_specs(self) -> list[ColumnSpec]:
@@ -103,8 +105,8 @@ class TableModel:
             parts[c.name] = rows[c.name]
         for child in self.children:
             parts[count_name(child)] = self._counts(rows, child, children[child])
-        if self.private:
-            parts[ENTITY] = rows[ENTITY]  # see `with_entities`
+        for mark in (ENTITY, HOLDOUT):  # see `with_entities`; rows without them: null (trained on)
+            parts[mark] = rows[mark] if mark in rows else pd.Series([None] * len(rows), dtype=object)
         return pd.DataFrame(parts), orphans
 
     def _with_parent(self, rows: pd.DataFrame, parent_rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -167,9 +169,11 @@ def entity_rows(relations: Relations, name: str, unit_rows: int) -> int:
     return unit_rows**depth
 
 
-def with_entities(real: dict[str, pd.DataFrame], relations: Relations) -> dict[str, pd.DataFrame]:
-    """The real tables, each row with its entity (ENTITY): the root row's key, found through the foreign keys.
-    A row whose parent is missing (an orphan) gets none; training_frame leaves it out anyway."""
+def with_entities(real: dict[str, pd.DataFrame], relations: Relations,
+                  holdout: tuple[float, int] | None = None) -> dict[str, pd.DataFrame]:
+    """The tables, each row with its entity (ENTITY): the root row's key (as text), found through the foreign
+    keys; with `holdout` (fraction, seed), whether its entity is held out (HOLDOUT, `held_out`). A row whose
+    parent is missing (an orphan) gets none; training_frame leaves it out anyway."""
     out = {}
     for name in relations.parents_first():
         table = relations.table(name)
@@ -180,8 +184,17 @@ def with_entities(real: dict[str, pd.DataFrame], relations: Relations) -> dict[s
             parent = relations.table(table.owner.parent)
             entities = out[parent.name].set_index(parent.primary_key)[ENTITY]
             rows[ENTITY] = rows[table.owner.column].map(entities)
+        if holdout is not None:
+            rows[HOLDOUT] = np.where(held_out(rows[ENTITY], *holdout), "true", "false")
         out[name] = rows
     return out
+
+
+def held_out(entities: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """Whether each entity is in the holdout: a seeded hash of its key, so that train and validate agree and an
+    entity's rows in every table fall on the same side."""
+    hashed = pd.util.hash_array(entities.astype(str).to_numpy(dtype=object), hash_key=f"{seed:016d}"[-16:])
+    return (hashed % 10_000) < round(fraction * 10_000)
 
 
 def kept_labels(sampler) -> dict[str, list[str]]:

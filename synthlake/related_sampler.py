@@ -35,10 +35,12 @@ KEY = "__key"  # each generated row's key, while the tables are generated
 
 class RelatedSampler:
     """The samplers of every related table, generating the set: `sample(n)` gives n root rows and all of their
-    descendants, one pyarrow Table per table (its configured columns, keys as text)."""
+    descendants, one pyarrow Table per table (its configured columns, keys as text). `max_children`: the most
+    rows a parent draws in a table (under privacy the models learned each parent's first `unit_rows` only, and
+    a count drawn from noisy bounds may be far larger)."""
 
-    def __init__(self, relations: Relations, samplers: dict[str, Sampler]):
-        self.relations, self.samplers = relations, samplers
+    def __init__(self, relations: Relations, samplers: dict[str, Sampler], max_children: int | None = None):
+        self.relations, self.samplers, self.max_children = relations, samplers, max_children
         self.order = relations.parents_first()
         self.models = {name: TableModel(relations, name) for name in self.order}
 
@@ -54,7 +56,7 @@ class RelatedSampler:
     def _children(self, name: str, parents: pd.DataFrame, seed: int) -> pd.DataFrame:
         """Each parent's rows in table `name`, as many as its drawn count, keyed and ordered."""
         model = self.models[name]
-        counts = parents[count_name(name)].fillna(0).clip(lower=0).astype(np.int64).to_numpy()
+        counts = parents[count_name(name)].fillna(0).clip(0, self.max_children).astype(np.int64).to_numpy()
         context = pd.DataFrame({context_name(c.name): parents[c.name] for c in model.parent.learned})
         context[LENGTH] = counts
         if model.table.order_by is None:
@@ -134,7 +136,7 @@ def _known(context: pd.DataFrame, sampler) -> pd.DataFrame:
             values = labels.where(~unknown & (~missing | column.null), fallback)
         elif missing.any() and column.null_token is None:
             low, high = _range(column)
-            middle = (low + high) / 2
+            middle = float(round((low + high) / 2)) if column.integer else (low + high) / 2
             if pd.api.types.is_datetime64_any_dtype(values):
                 middle = pd.Timestamp(round(middle * 1e6), unit="us", tz=values.dt.tz)  # Arrow's timestamp[us]
             values = values.fillna(middle)

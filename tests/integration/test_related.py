@@ -71,8 +71,12 @@ def test_the_demo_publishes_both_tables_with_every_key_exact(project, completed,
     checks = {c.check for c in verdict.checks}
     assert {"gx:expect_column_values_to_be_unique:observations.observation_id",
             "gx:expect_column_values_to_be_in_set:observations.__parent_found", "coherence:observations",
-            "children_per_parent:observations", "column_shapes:storms"} <= checks
+            "children_per_parent:observations", "column_shapes:storms", "entity_exact_match_share",
+            "entity_dcr_share"} <= checks
     assert verdict.passed and all(c.passed for c in verdict.checks if c.family == "keys")
+    entity = {c.check: c for c in verdict.checks if c.family == "privacy"}
+    assert entity["entity_exact_match_share"].value == 0 and entity["entity_exact_match_share"].passed
+    assert 0 <= entity["entity_dcr_share"].value <= 1  # against the storms held out of both models
 
 
 def test_each_sequence_is_in_time_order(project, completed, spark):
@@ -215,5 +219,5 @@ def test_privacy_unit_on_a_related_config_exits_2(project, tmp_path):
     config["privacy"] = {"epsilon": 1.0, "unit": "storm_id"}
     path = tmp_path / "unit.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = synthlake(project, "train", str(path), timeout=120)
+    done = synthlake(project, "train", str(path), "--run-id", "unit", timeout=120)
     assert done.returncode == 2 and "privacy.unit 'storm_id': the unit of related tables is their root" in done.stderr

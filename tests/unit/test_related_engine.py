@@ -135,7 +135,7 @@ def test_a_parent_value_the_childs_model_never_saw_is_given_as_one_it_knows(samp
         columns[column].encode(known[column])  # no "not seen when fitting"
 
 
-def test_an_unseen_null_time_becomes_the_middle_of_its_range_in_whole_microseconds():
+def test_an_unseen_null_becomes_the_middle_of_its_range_as_its_column_holds_values():
     from types import SimpleNamespace
 
     from synthlake.generators.ar_columns import NumericColumn
@@ -149,6 +149,9 @@ def test_an_unseen_null_time_becomes_the_middle_of_its_range_in_whole_microsecon
     middle = known["prev.time"].iloc[0]
     assert middle.value % 1000 == 0 and abs(middle.value / 1e9 - (2e9 + 7.1234568) / 2) < 1e-6
     pa.array(known["prev.time"], pa.timestamp("us"))  # castable without losing data
+    wind = NumericColumn("prev.wind", integer=True, edges=[0.0, 1.0], knots=[[10.0, 25.0]])
+    filled = _known(pd.DataFrame({"prev.wind": [np.nan, 12.0]}), SimpleNamespace(columns=[wind]))["prev.wind"]
+    assert filled.tolist() == [18.0, 12.0]  # an integer column's middle is a whole number
 
 
 def test_a_stepped_value_rounds_as_its_column_and_the_order_never_steps_back():
@@ -183,3 +186,13 @@ def test_column_names_with_spaces_dots_quotes_and_unicode_survive_the_set():
     out = tables["children"].to_pandas()
     assert list(out.columns) == ["parent's key", "tìme", "wind speed"]
     assert out["parent's key"].isin(tables["parents"].to_pandas()["key id"]).all() and len(out) > 30
+
+
+def test_max_children_bounds_every_parents_rows(sampler):
+    from synthlake.related_sampler import RelatedSampler
+
+    free = sampler.sample(40, seed=3)["observations"].column("storm_id").value_counts()
+    assert max(v["counts"].as_py() for v in free) > 2  # the model draws more
+    bounded = RelatedSampler(sampler.relations, sampler.samplers, max_children=2).sample(40, seed=3)
+    counts = bounded["observations"].column("storm_id").value_counts()
+    assert max(v["counts"].as_py() for v in counts) <= 2

@@ -73,3 +73,53 @@ def test_parent_child_trends_are_one_on_the_real_families_and_lower_when_childre
     moved = observations.copy()
     moved["storm_id"] = moved["storm_id"].sample(frac=1, random_state=0).to_numpy()  # other storms' rows
     assert parent_child_trends(real, (storms, moved), "storm_id", "storm_id", "time", parent_specs, SPECS) < 0.9
+
+
+# ---- privacy by entity ---------------------------------------------------------------------------------------
+def entity_sets():
+    from test_related_engine import real_tables, relations
+
+    from synthlake.related_frames import ENTITY, HOLDOUT, with_entities
+
+    rel = relations()
+    marked = with_entities(real_tables(200), rel, (0.5, 7))
+    sides = {side: {n: t[t[HOLDOUT] == flag].drop(columns=[ENTITY, HOLDOUT]) for n, t in marked.items()}
+             for side, flag in (("train", "false"), ("holdout", "true"))}
+    return rel, sides["train"], sides["holdout"]
+
+
+def test_entities_are_held_out_whole_and_by_a_seeded_hash():
+    from test_related_engine import real_tables, relations
+
+    from synthlake.related_frames import ENTITY, HOLDOUT, held_out, with_entities
+
+    marked = with_entities(real_tables(200), relations(), (0.3, 7))
+    sides = marked["observations"].groupby(ENTITY)[HOLDOUT].nunique()
+    assert (sides == 1).all()  # every row of an entity on its entity's side
+    storms = marked["storms"]
+    assert 0.2 < (storms[HOLDOUT] == "true").mean() < 0.4
+    again = held_out(storms[ENTITY], 0.3, 7)
+    assert (again == (storms[HOLDOUT] == "true")).all() and not (again == held_out(storms[ENTITY], 0.3, 8)).all()
+
+
+def test_an_entity_copied_whole_is_an_exact_match_and_one_changed_row_is_not():
+    from synthlake.evaluation.entities import entity_exact_match_share
+
+    rel, train, _ = entity_sets()
+    storms, observations = train["storms"], train["observations"]
+    copied = storms.head(4)
+    synthetic = {"storms": copied, "observations": observations[observations["storm_id"].isin(copied["storm_id"])]}
+    assert entity_exact_match_share(rel, train, synthetic) == 1.0
+    changed = synthetic["observations"].copy()
+    changed.loc[changed.index[0], "wind"] += 5  # one observation of the first storm differs
+    shuffled = changed.sample(frac=1.0, random_state=0)  # the rows' order does not matter
+    assert entity_exact_match_share(rel, train, {"storms": copied, "observations": shuffled}) == 0.75
+
+
+def test_entity_dcr_is_one_on_copies_of_training_entities_and_low_on_holdout_ones():
+    from synthlake.evaluation.entities import entity_dcr_share
+
+    rel, train, holdout = entity_sets()
+    assert entity_dcr_share(rel, train, holdout, train) == pytest.approx(1.0, abs=0.05)
+    # the larger side is sampled down to equal numbers: a holdout entity left out may sit nearer a training one
+    assert entity_dcr_share(rel, train, holdout, holdout) < 0.2
