@@ -132,7 +132,7 @@ class DPSGD:
 
     With `units` (each row's privacy unit, 0..units-1) the unit takes the row's place: each step takes every unit
     with probability q = batch_size / the noisy unit count, with all of its rows, and a unit's gradient (the mean
-    of its rows') is what is clipped and noised (`per_unit`, between backward and step)."""
+    of its rows') is what is clipped and noised (`before_step`, between backward and step)."""
 
     def __init__(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer, budget: dp.Budget,
                  noisy_size: float, hyper: dict, noise_rng, device: str, units: np.ndarray | None = None):
@@ -233,7 +233,8 @@ class DPSGD:
         budget = self.budget
         pre = budget.preprocessing_epsilon
         sgd = final_epsilon - pre
-        unit = {"unit": {"column": privacy["unit"], "unit_rows": privacy["unit_rows"], "units": self.unit_count,
+        # the noisy count of units (what DP-SGD's sample rate came from), not the exact one, which is not DP
+        unit = {"unit": {"column": privacy["unit"], "unit_rows": privacy["unit_rows"], "noisy_units": self.rows,
                          "count_epsilon": budget.units_epsilon}} if self.units is not None else {}
         return {
             "epsilon": pre + sgd,

@@ -311,10 +311,11 @@ def test_a_unit_is_sampled_clipped_and_accounted_as_one():
     assert len(encoded) == kept.sum()  # at most unit_rows of a unit are learned
     model.train(encoded, TrainOptions(seed=0))
     report, sgd = model.privacy_report, model.privacy_report["dp_sgd"]
-    assert report["unit"]["units"] == 240 and report["unit"]["unit_rows"] == 10
-    # q is over units: batch_size / a noisy count of 240 (Laplace at the count's epsilon)
-    noisy_units = 32 / sgd["sample_rate"]
-    assert abs(noisy_units - 240) < 20 / report["unit"]["count_epsilon"]
+    assert report["unit"]["unit_rows"] == 10
+    # q is over units: batch_size / a noisy count of the 240 units (Laplace at the count's epsilon), reported
+    noisy_units = report["unit"]["noisy_units"]
+    assert noisy_units != 240 and abs(noisy_units - 240) < 20 / report["unit"]["count_epsilon"]
+    assert sgd["sample_rate"] == pytest.approx(32 / noisy_units, rel=0.01)
     fresh = RDPAccountant()
     fresh.history = [(sgd["noise_multiplier"], sgd["sample_rate"], sgd["steps"])]
     spent = sum(report["preprocessing"].values()) + report["unit"]["count_epsilon"] + fresh.get_epsilon(sgd["delta"])
