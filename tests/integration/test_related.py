@@ -75,7 +75,8 @@ def test_the_demo_publishes_both_tables_with_every_key_exact(project, completed,
             "entity_dcr_share"} <= checks
     assert verdict.passed and all(c.passed for c in verdict.checks if c.family == "keys")
     entity = {c.check: c for c in verdict.checks if c.family == "privacy"}
-    assert entity["entity_exact_match_share"].value == 0 and entity["entity_exact_match_share"].passed
+    # no storm copied whole; a gate where params set validate.thresholds.exact_match_share (the tests' do not)
+    assert entity["entity_exact_match_share"].value == 0 and entity["entity_exact_match_share"].passed is not False
     assert 0 <= entity["entity_dcr_share"].value <= 1  # against the storms held out of both models
 
 
