@@ -1,6 +1,7 @@
 """Entry point of the stages of related tables (pipelines.related): `spark-submit jobs/related_job.py STAGE CONFIG
---run-id ID` (or `python -m jobs.related_job ...`), STAGE one of pipelines.stages.RELATED_STAGE_NAMES. `synthlake
-run` and `synthlake <stage>` come here when the config has `tables:`; the DAGs and dvc.yaml call it directly."""
+--run-id ID` (or `python -m jobs.related_job ...`), STAGE one of pipelines.stages.RELATED_STAGE_NAMES, or `run`: all
+of them in order, in one Spark session. `synthlake run` and `synthlake <stage>` come here when the config has
+`tables:`; the DAGs (a task per stage) and dvc.yaml (`run`: one stage, one JVM) call it directly."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from pipelines.stages import RELATED_STAGE_NAMES
 def main(argv: list[str] | None = None) -> int:
     quiet_services()
     parser = argparse.ArgumentParser(prog="jobs/related_job.py", description="a stage of related tables")
-    parser.add_argument("stage", choices=RELATED_STAGE_NAMES)
+    parser.add_argument("stage", choices=[*RELATED_STAGE_NAMES, "run"])
     add_run_arguments(parser)
     args = parser.parse_args(argv)
-    return guarded(lambda: run_related(args, [args.stage]))
+    return guarded(lambda: run_related(args, list(RELATED_STAGE_NAMES) if args.stage == "run" else [args.stage]))
 
 
 def is_related(args) -> bool:

@@ -153,8 +153,8 @@ def _table_checks(spark, ctx: RelatedContext, name: str, staged: dict, threshold
     if table.owner is None:
         return figures, checks, None
     parent = ctx.dataset.table(table.owner.parent)
-    real_parents, real_children = _families(spark, ctx, table, parent, limit, seed, staged, real=True)
-    syn_parents, syn_children = _families(spark, ctx, table, parent, limit, seed, staged, real=False)
+    real_parents, real_children = _families(spark, ctx, table, parent, limit, seed, None)
+    syn_parents, syn_children = _families(spark, ctx, table, parent, limit, seed, staged)
     key, pk = table.owner.column, parent.primary_key
     family = Family(name, key, table.order_by, table.learned, children_per_parent(real_parents[pk], real_children[key]),
                     children_per_parent(syn_parents[pk], syn_children[key]), real_children, syn_children)
@@ -178,18 +178,26 @@ def _table_checks(spark, ctx: RelatedContext, name: str, staged: dict, threshold
     return figures, checks, family
 
 
-def _families(spark, ctx: RelatedContext, table, parent, limit: int, seed: int, staged: dict, real: bool):
-    """(parents, their children in `table`) as pandas: a bounded sample of parents, with all of their children."""
-    from pipelines.source import bounded, read_source
+def _families(spark, ctx: RelatedContext, table, parent, limit: int, seed: int, staged: dict | None):
+    """(parents, their children in `table`) as pandas, real (staged None) or staged: a bounded sample of parents,
+    with all of their children."""
+    from pipelines.source import bounded
 
-    def rows(name: str):
-        return read_source(spark, ctx.dataset.table_dataset(name), check=False) if real else staged[name]
+    parents = bounded(_rows(spark, ctx, staged, parent.name), max(1, limit // 10), seed)
+    return parents.toPandas(), _under(_rows(spark, ctx, staged, table.name), table, parents, parent).toPandas()
 
-    parents = bounded(rows(parent.name), max(1, limit // 10), seed)
+
+def _rows(spark, ctx: RelatedContext, staged: dict | None, name: str):
+    """Table `name`'s rows: the real source (staged None) or the staged partition."""
+    from pipelines.source import read_source
+
+    return read_source(spark, ctx.dataset.table_dataset(name), check=False) if staged is None else staged[name]
+
+
+def _under(children, table, parents, parent):
+    """The rows of `children` (table `table`'s) whose foreign key names one of `parents` (table `parent`'s)."""
     keys = parents.select(column(parent.primary_key).alias("__key"))
-    children = rows(table.name)
-    children = children.join(keys, children[_quoted(table.owner.column)] == keys["__key"], "left_semi")
-    return parents.toPandas(), children.toPandas()
+    return children.join(keys, children[_quoted(table.owner.column)] == keys["__key"], "left_semi")
 
 
 # ---- privacy by entity ------------------------------------------------------------------------------------
@@ -218,20 +226,14 @@ def _entity_checks(spark, ctx: RelatedContext, staged: dict) -> tuple[dict, list
 
 def _entities(spark, ctx: RelatedContext, staged: dict | None, limit: int, seed: int) -> dict:
     """A bounded sample of root rows with all of their descendants, real (staged None) or staged, as pandas."""
-    from pipelines.source import bounded, read_source
+    from pipelines.source import bounded
 
     relations = ctx.dataset.relations
-
-    def rows(name: str):
-        return read_source(spark, ctx.dataset.table_dataset(name), check=False) if staged is None else staged[name]
-
-    kept = {relations.root.name: bounded(rows(relations.root.name), limit, seed)}
+    kept = {relations.root.name: bounded(_rows(spark, ctx, staged, relations.root.name), limit, seed)}
     for name in relations.parents_first()[1:]:
         table = relations.table(name)
         parent = relations.table(table.owner.parent)
-        keys = kept[parent.name].select(column(parent.primary_key).alias("__key"))
-        children = rows(name)
-        kept[name] = children.join(keys, children[_quoted(table.owner.column)] == keys["__key"], "left_semi")
+        kept[name] = _under(_rows(spark, ctx, staged, name), table, kept[parent.name], parent)
     return {name: df.toPandas() for name, df in kept.items()}
 
 
