@@ -1,5 +1,5 @@
 """publish: write-audit-publish. Only a run whose verdict passed replaces its partition of the published
-table; the model version becomes `champion`; an audit row records the lineage (one row per run id)."""
+table; the model version becomes `champion`; an audit row records the lineage (one row per dataset and run id)."""
 
 from __future__ import annotations
 
@@ -129,7 +129,8 @@ def set_champion(ctx: RunContext, trained: TrainRecord) -> None:
 
 
 def _upsert_audit(spark, path: str, row: dict) -> None:
-    """MERGE on run_id: a retried publish updates its audit row instead of adding a second one. Schema
+    """MERGE on (dataset, run_id): a retried publish updates its audit row instead of adding a second one, and
+    datasets sharing the audit table keep theirs under one run id (two datasets' nightly-YYYYMMDD runs). Schema
     evolution lets an audit table written by an older synthlake gain the newer columns."""
     from delta.tables import DeltaTable
 
@@ -137,5 +138,6 @@ def _upsert_audit(spark, path: str, row: dict) -> None:
     if not DeltaTable.isDeltaTable(spark, path):
         update.write.format("delta").mode("append").save(path)
         return
-    (DeltaTable.forPath(spark, path).alias("a").merge(update.alias("u"), "a.run_id = u.run_id")
+    (DeltaTable.forPath(spark, path).alias("a")
+     .merge(update.alias("u"), "a.run_id = u.run_id AND a.dataset = u.dataset")
      .withSchemaEvolution().whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())

@@ -179,6 +179,19 @@ def test_audit_row_traces_the_run(completed, spark):
     assert row["epsilon"] is None and row["delta"] is None  # no privacy budget configured
 
 
+
+def test_audit_rows_are_per_dataset_and_run_id(completed, spark, tmp_path):
+    """The audit table is shared by every dataset (params: output.audit), and two datasets' runs can share a run
+    id (the scheduled DAGs' nightly-YYYYMMDD): a publish updates its own dataset's row, never another's."""
+    _, results = completed
+    row = spark.read.format("delta").load(results["publish"]["audit_table"]).where(f"run_id = '{RUN}'").first()
+    path = str(tmp_path / "audit")
+    adult, other = row.asDict(), {**row.asDict(), "dataset": "other", "rows": 7}
+    for audit in (adult, other, {**adult, "rows": 9}):  # the last: adult's publish retried
+        publish._upsert_audit(spark, path, audit)
+    rows = {r["dataset"]: r["rows"] for r in spark.read.format("delta").load(path).where(f"run_id = '{RUN}'").collect()}
+    assert rows == {"adult": 9, "other": 7}
+
 def test_champion_alias_points_at_the_published_version(completed):
     from mlflow import MlflowClient
 
