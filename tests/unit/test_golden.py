@@ -1,6 +1,9 @@
-"""tabular_ar reproduces its golden fixtures bit for bit (tests/golden, written by make_golden.py before the
-engine-contract refactor): the committed sampler files give the committed rows, and training afresh on the
-same slice with the same seed gives the same encodings, the same weights and the same rows."""
+"""tabular_ar reproduces its golden fixtures (tests/golden, written by make_golden.py before the engine-contract
+refactor): the committed sampler files give the committed rows bit for bit, and training afresh on the same slice
+with the same seed gives the same encodings, the same weights and the same rows. The weights are the same to
+within ATOL: torch's CPU kernels round differently on another instruction set (the fixtures were written on an
+AVX-512 machine; on an AVX2 one a few weights differ by about 1e-7), while a change to what is computed moves
+them by far more."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import make_golden  # noqa: E402
 from synthlake.generators import load_sampler  # noqa: E402
 
 CASES = sorted(make_golden.cases())
+ATOL = 1e-6
 
 
 def _rows(sampler):
@@ -43,5 +47,9 @@ def test_training_afresh_reproduces_the_fixture(case, tmp_path):
     with np.load(folder / "sampler.npz") as want, np.load(tmp_path / "sampler.npz") as got:
         assert sorted(want.files) == sorted(got.files)
         for name in want.files:
-            assert np.array_equal(want[name], got[name]), name
+            assert want[name].dtype == got[name].dtype and want[name].shape == got[name].shape, name
+            if np.issubdtype(want[name].dtype, np.floating):
+                np.testing.assert_allclose(got[name], want[name], rtol=0, atol=ATOL, err_msg=name)
+            else:
+                assert np.array_equal(want[name], got[name]), name
     assert _rows(load_sampler(tmp_path)).equals(pq.read_table(folder / "rows.parquet"))
