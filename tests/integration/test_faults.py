@@ -46,8 +46,8 @@ def concurrent(tmp_path_factory):
              for run_id, rows in RUNS.items()}
     outs = {}
     for run_id, proc in procs.items():
-        try:
-            out, _ = proc.communicate(timeout=600)
+        try:  # one deadline for both: they run at once
+            out, _ = proc.communicate(timeout=max(1.0, 600 - (time.monotonic() - started)))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
