@@ -179,7 +179,6 @@ def test_audit_row_traces_the_run(completed, spark):
     assert row["epsilon"] is None and row["delta"] is None  # no privacy budget configured
 
 
-
 def test_audit_rows_are_per_dataset_and_run_id(completed, spark, tmp_path):
     """The audit table is shared by every dataset (params: output.audit), and two datasets' runs can share a run
     id (the scheduled DAGs' nightly-YYYYMMDD): a publish updates its own dataset's row, never another's."""
@@ -191,6 +190,7 @@ def test_audit_rows_are_per_dataset_and_run_id(completed, spark, tmp_path):
         publish._upsert_audit(spark, path, audit)
     rows = {r["dataset"]: r["rows"] for r in spark.read.format("delta").load(path).where(f"run_id = '{RUN}'").collect()}
     assert rows == {"adult": 9, "other": 7}
+
 
 def test_champion_alias_points_at_the_published_version(completed):
     from mlflow import MlflowClient
