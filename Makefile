@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 CONFIG ?= conf/datasets/adult.yaml
 ARGS   ?=
+# test processes: a Spark test keeps about one core busy (JVM start-up, Python), so two use both of CI's cores
+TEST_WORKERS ?= 2
 CLUSTER ?= var/cluster
 
 # spark-submit and the venv's python first on PATH; no telemetry written to the home directory.
@@ -21,8 +23,9 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 run: env
 	$(BIN)/synthlake run $(CONFIG) $(ARGS)
 
+# whole modules per process (their fixtures are module-scoped), in tests/conftest.py's order: longest first
 test: env
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 lint: env
 	$(BIN)/ruff check .
