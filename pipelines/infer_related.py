@@ -7,7 +7,9 @@ each table's column kinds as for one table (synthlake.inference), then, over eve
   key or as that table, whose non-null values are, for at least FK_COVERAGE of them, that table's key values; a
   table keeps one, its parent (of those, the largest table: a lookup such as `stores` is small), the others are
   written as comments (a second parent is not supported yet);
-- an order for a child: a datetime column, else an integer one, that increases within most of its parents.
+- an order for a child: a datetime column, else an integer one, that increases within most of its parents;
+  then its `steps`: the numeric and datetime columns whose step from the previous row varies less than
+  STEP_SPREAD times the column does (they move a little each row, as a storm's position does).
 The root is the table with no parent that has the most tables under it; tables outside its tree are left out of
 the draft, with a comment. Each choice is written with its evidence as a YAML comment.
 """
@@ -27,6 +29,7 @@ from synthlake.inference import infer_columns
 
 FK_COVERAGE = 0.95  # share of a column's non-null values found among the parent's keys
 ORDER_SHARE = 0.95  # share of parents whose children's order column never decreases in the source's order
+STEP_SPREAD = 0.5  # a column is stepped where stddev(step from the previous row) < STEP_SPREAD * stddev(column)
 _KEY_NAME = re.compile(r"(?i)(^|_)(id|key)$")
 
 
@@ -176,6 +179,7 @@ def _table_config(name: str, table, key: str | None, parent: tuple | None, notes
         order = _order(df, columns, parent[0], notes, name)
         if order:
             config["order_by"] = order
+            config["steps"] = _steps(df, [c for c in columns if c.name not in keyed], parent[0], order, notes, name)
     return {**{k: v for k, v in config.items() if v is not None}, "columns": specs}
 
 
@@ -200,6 +204,31 @@ def _order(df, columns, fk: str, notes: list[str], table: str) -> str | None:
                          f"the '{fk}' groups, in the source's row order)")
             return c.name
     return None
+
+
+def _steps(df, columns, fk: str, order: str, notes: list[str], table: str) -> list[str]:
+    """Of `columns` (the keys left out), the numeric and datetime ones (but the order) whose step from the previous
+    row, in `order` within each `fk` group, is small beside the column's own spread."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    names = [c.name for c in columns if c.kind.value in ("numeric", "datetime") and c.name != order]
+    if not names:
+        return []
+    kinds = {c.name: c.kind.value for c in columns}
+    numbers = [(column(n).cast("timestamp") if kinds[n] == "datetime" else column(n)).cast("double") for n in names]
+    within = Window.partitionBy(column(fk)).orderBy(column(order))
+    rows = df.select(*[x.alias(f"c{i}") for i, x in enumerate(numbers)],
+                     *[(x - F.lag(x).over(within)).alias(f"s{i}") for i, x in enumerate(numbers)])
+    spreads = rows.agg(*[F.stddev(c).alias(c) for c in rows.columns]).first()
+    steps = []
+    for i, name in enumerate(names):
+        spread, step = spreads[f"c{i}"], spreads[f"s{i}"]
+        if spread and step is not None and step < STEP_SPREAD * spread:
+            steps.append(name)
+            notes.append(f"table '{table}': steps '{name}' (its step from the previous row varies "
+                         f"{step / spread:.2f} times as much as it does)")
+    return steps
 
 
 def _relative(source: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -96,9 +98,22 @@ def get_spark(env: EnvConfig, app_name: str = "synthlake", extra_packages: list[
         packages = [*(extra_packages or []), *([SPARK_PACKAGE] if listener else [])]
         builder = builder.master(env.spark.master).config("spark.jars.ivy", resolve(env.ivy_dir))
         builder = configure_spark_with_delta_pip(builder, extra_packages=packages or None)
-    spark = builder.getOrCreate()
+        with ivy_lock(resolve(env.ivy_dir)):  # the JVM's start resolves the packages into the cache
+            spark = builder.getOrCreate()
+    else:
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+@contextlib.contextmanager
+def ivy_lock(ivy_dir: str):
+    """Held while a JVM resolves its packages into the Ivy cache `ivy_dir`: two resolutions at once in one cache
+    can fail (Ivy rewrites its cache's metadata files as it resolves)."""
+    Path(ivy_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(ivy_dir) / ".resolve.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def lineage_conf(env: EnvConfig, app_name: str, parent=None) -> dict[str, str]:

@@ -4,9 +4,10 @@ learns it, and its conditional sampler generates a parent's children given the p
 A table's model row holds, in this order (the context first, so it is what the rest is drawn given):
 - its parent's learned columns (`parent.<column>`) and how many rows the parent has in this table (`__length`);
 - for a sequence (`order_by`): the row's position (`__position`), the previous row's learned columns
-  (`prev.<column>`, null at position 0) and, for each numeric and datetime column, its step from the previous row
-  (`step.<column>`, seconds for a datetime): what a row is depends on the one before it, the time gaps are
-  learned, and a value that moves a little each row (a storm's position) is generated as its step, finely;
+  (`prev.<column>`, null at position 0) and, for the order column and those of `steps` (RelatedTable.stepped),
+  its step from the previous row (`step.<column>`, seconds for a datetime): what a row is depends on the one
+  before it, the time gaps are learned, and a value that moves a little each row (a storm's position) is
+  generated as its step, finely;
 - its own learned columns;
 - for each table it owns, how many rows it has there (`__count.<child>`): a parent draws its number of children.
 Keys are never learned: they are generated (synthlake.related_sampler).
@@ -80,13 +81,9 @@ class TableModel:
     def sequence_specs(self) -> list[ColumnSpec]:
         if self.table.order_by is None:
             return []
-        steps = [ColumnSpec(name=step_name(c.name), kind=ColumnKind.NUMERIC, integer=c.integer) for c in self.stepped]
+        steps = [ColumnSpec(name=step_name(c.name), kind=ColumnKind.NUMERIC, integer=c.integer)
+                 for c in self.table.stepped]
         return [_integer(POSITION)] + [_renamed(c, previous_name(c.name)) for c in self.table.learned] + steps
-
-    @property
-    def stepped(self) -> list[ColumnSpec]:
-        """The columns a sequence learns the steps of: its numeric and datetime columns."""
-        return [c for c in self.table.learned if c.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME)]
 
     def training_frame(self, rows: pd.DataFrame, parent_rows: pd.DataFrame | None = None,
                        children: dict[str, pd.DataFrame] | None = None,
@@ -136,7 +133,7 @@ class TableModel:
         previous = groups[learned].shift(1)
         for name in learned:
             parts[previous_name(name)] = previous[name]
-        for c in self.stepped:
+        for c in self.table.stepped:
             parts[step_name(c.name)] = pd.Series(to_float(rows[c.name]) - to_float(previous[c.name]))
 
     def _counts(self, rows: pd.DataFrame, child: str, child_rows: pd.DataFrame) -> pd.Series:

@@ -76,7 +76,7 @@ class RelatedSampler:
         model = self.models[name]
         learned = [c.name for c in model.table.learned]
         encodings = {c.name: c for c in self.samplers[name].columns}
-        stepped = {c.name: encodings[c.name] for c in model.stepped}
+        stepped = {c.name: encodings[c.name] for c in model.table.stepped}
         steps, last = [], None
         for t in range(int(counts.max(initial=0))):
             alive = np.flatnonzero(counts > t)

@@ -5,7 +5,8 @@ What is supported, and how:
 - a tree with one root table (the entity: a storm, a plane, a customer): every other table has one foreign key,
   to its parent, whose children are generated with it, conditioned on its row, in the same Spark task;
 - several children tables under one parent (a customer's orders and its tickets), and grandchildren;
-- `order_by` on a child: its rows under one parent are a sequence in that order.
+- `order_by` on a child: its rows under one parent are a sequence in that order; `steps`: which of its columns
+  are generated as their step from the previous row (the order column always is).
 Not yet: a child with a second parent (a star schema's lookup, e.g. flights -> airlines); keep such a column
 categorical in the child.
 
@@ -32,6 +33,9 @@ class RelatedTable(Strict):
     primary_key: str | None = None
     foreign_keys: list[ForeignKey] = Field(default_factory=list)
     order_by: str | None = None  # a numeric or datetime column: the owner's children form a sequence in it
+    # the numeric and datetime columns a sequence generates as their step from the previous row, besides order_by:
+    # those that move a little each row (a storm's position); None: every one of them
+    steps: list[str] | None = None
 
     @model_validator(mode="after")
     def _check_keys(self) -> RelatedTable:
@@ -56,6 +60,14 @@ class RelatedTable(Strict):
                                  "children form the sequence)")
             if self.spec(self.order_by).kind not in (ColumnKind.NUMERIC, ColumnKind.DATETIME):
                 raise ValueError(f"{where}: order_by '{self.order_by}' must be a numeric or datetime column")
+        if self.steps is not None:
+            if self.order_by is None:
+                raise ValueError(f"{where}: steps {self.steps} need an order_by (the sequence they step along)")
+            steppable = [c.name for c in self.steppable]
+            for name in self.steps:
+                if name not in steppable:
+                    raise ValueError(f"{where}: steps: '{name}' is not one of its learned numeric or datetime "
+                                     f"columns {steppable}")
         return self
 
     def spec(self, name: str) -> ColumnSpec:
@@ -69,6 +81,17 @@ class RelatedTable(Strict):
     @property
     def learned(self) -> list[ColumnSpec]:
         return [c for c in self.columns if c.learned]
+
+    @property
+    def steppable(self) -> list[ColumnSpec]:
+        return [c for c in self.learned if c.kind in (ColumnKind.NUMERIC, ColumnKind.DATETIME)]
+
+    @property
+    def stepped(self) -> list[ColumnSpec]:
+        """The columns a sequence generates as their step from the previous row: order_by and `steps`."""
+        if self.order_by is None:
+            return []
+        return [c for c in self.steppable if self.steps is None or c.name in {self.order_by, *self.steps}]
 
     @property
     def metadata(self) -> TableMetadata:

@@ -4,7 +4,7 @@
 
     conf/            a copy of the repo's conf/ (datasets and environments)
     conf/env/local.yaml   rewritten: work_dir, lake_dir and MLflow point into `root`; ivy_dir points to
-                          the repo's var/ivy (absolute), whose cache already holds the Delta jar
+                          IVY_DIR (absolute), whose cache already holds the Delta jar
     data -> REPO/data     a symlink: the source data is read, never written
     params.yaml      the repo's, made tiny: 1 epoch, 200 rows, 1 training process, gates off
 
@@ -25,6 +25,10 @@ import yaml
 from pipelines.loopback_cluster import free_port  # noqa: F401  (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
+# Spark's Ivy cache for the tests' JVMs (Delta's jar): the repo's var/ivy, one per test process under pytest-xdist
+# (spark-submit resolves its --packages before any of our code runs: resolutions in one cache at once can fail)
+IVY_DIR = REPO / "var" / f"ivy-{os.environ['PYTEST_XDIST_WORKER']}" if "PYTEST_XDIST_WORKER" in os.environ else \
+    REPO / "var" / "ivy"
 VENV_BIN = Path(sys.executable).parent  # the project's environment: python, spark-submit, airflow
 
 TINY_PARAMS: dict[str, Any] = {
@@ -63,7 +67,7 @@ def make_project(root: Path, params: dict[str, Any] | None = None) -> Path:
     env.update(
         work_dir=str(var),
         lake_dir=str(var / "lake"),
-        ivy_dir=str(REPO / "var" / "ivy"),
+        ivy_dir=str(IVY_DIR),
         mlflow={**env.get("mlflow", {}), "tracking_uri": f"sqlite:///{var / 'mlflow.db'}",
                 "artifact_location": str(var / "mlartifacts")},
     )

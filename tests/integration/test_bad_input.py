@@ -22,6 +22,9 @@ from jobs.cli import main
 pytestmark = pytest.mark.slow
 ROWS = 300
 NESTED = ["tags", "info", "attrs"]
+# plain columns besides the awkward ones: past 100 (MLflow's batch of params, Spark's whole-stage codegen fields),
+# and the column-pair metrics grow with its square (200 took about 10 minutes of a 2-core CI run)
+WIDE = 110
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def assert_refused(result: tuple[int, list[str]], code: int, *words: str) -> Non
 
 
 def awkward_table(rng) -> pa.Table:
-    """Every kind of awkward column at once, 200 plain columns besides: names Spark, Delta, GX and MLflow each
+    """Every kind of awkward column at once, WIDE plain columns besides: names Spark, Delta, GX and MLflow each
     read specially, non-finite and all-null numbers, decimals, booleans, integers past 2**53, time zones,
     nanosecond timestamps (pandas' default), and nested types."""
     n = ROWS * 2
@@ -81,7 +84,7 @@ def awkward_table(rng) -> pa.Table:
         "logged": pa.array(pd.date_range("2024-01-01", periods=n, freq="h").values),  # datetime64[ns]
         "tags": [[1, 2]] * n, "info": [{"x": 1, "y": "a"}] * n,
         "attrs": pa.array([[("k", 1)]] * n, pa.map_(pa.string(), pa.int64())),
-        **{f"f{i}": rng.normal(size=n) if i % 2 else rng.choice(["u", "v"], n) for i in range(200)},
+        **{f"f{i}": rng.normal(size=n) if i % 2 else rng.choice(["u", "v"], n) for i in range(WIDE)},
     }
     table = pa.table(columns)
     assert table.schema.field("logged").type == pa.timestamp("ns")

@@ -22,7 +22,7 @@ from pathlib import Path
 import deltalake
 import pytest
 import yaml
-from project_fixture import REPO, VENV_BIN, make_project, project_env
+from project_fixture import IVY_DIR, VENV_BIN, make_project, project_env
 
 from pipelines import loopback_cluster
 from pipelines.records import PublishRecord, SampleRecord, TrainRecord
@@ -49,7 +49,7 @@ def cluster_project(root: Path) -> Path:
     make_project(root, params={"train": {"num_processes": 2}})
     path = root / "conf" / "env" / "cluster.yaml"
     env = yaml.safe_load(path.read_text())
-    env["ivy_dir"] = str(REPO / "var" / "ivy")
+    env["ivy_dir"] = str(IVY_DIR)
     env["spark"]["conf"].update({"spark.sql.shuffle.partitions": "4", "spark.databricks.delta.snapshotPartitions": "2"})
     path.write_text(yaml.safe_dump(env, sort_keys=False))
     return root

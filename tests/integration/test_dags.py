@@ -469,6 +469,7 @@ def test_nightly_runs_retrain_only_on_drift_and_recover_with_the_ladder(tmp_path
                                f"2026-12-0{night}T02:00:00+00:00"], env, root, timeout=1200)
         run = {**_tagged_json(proc.stdout, "DAGRUN"), "night": f"nightly-2026120{night}"}
         print(f"\n[timing] dag.test {time.monotonic() - started:.1f}s: {run['state']} {run['tasks']}")
+        print(proc.stdout[-8000:], proc.stderr[-4000:])  # the tasks' logs: pytest shows them if the test fails
         check = json.loads((root / "var" / "runs" / "staff" / run["night"] / "check.json").read_text())
         return run, check
 

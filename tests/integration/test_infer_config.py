@@ -145,7 +145,8 @@ def test_rules_are_discovered_over_the_whole_source_and_hold_on_it(project):
 
 def test_several_sources_are_drafted_as_related_tables_with_keys_and_order(project):
     """A folder of tables: customers own their purchases (2% orphans), ordered in time; `store` also names a
-    table, which is a second parent: left out with a comment."""
+    table, which is a second parent: left out with a comment. A customer's balance moves a little each purchase
+    (a step), its amounts do not."""
     rng = np.random.default_rng(2)
     folder = project / "data_in" / "shop"
     folder.mkdir()
@@ -159,6 +160,7 @@ def test_several_sources_are_drafted_as_related_tables_with_keys_and_order(proje
     purchases = pd.DataFrame({"purchase_id": np.arange(n), "customer_id": owner, "store_id": rng.integers(1, 4, n),
                               "amount": rng.gamma(2, 20, n).round(2),
                               "at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="h")})
+    purchases["balance"] = purchases.groupby("customer_id")["amount"].cumsum()
     purchases.to_parquet(folder / "purchases.parquet", index=False, coerce_timestamps="us")
 
     done = synthlake(project, "infer-config", "data_in/shop", "--output", "conf/datasets/shop.yaml")
@@ -169,6 +171,6 @@ def test_several_sources_are_drafted_as_related_tables_with_keys_and_order(proje
     assert config["name"] == "shop" and list(tables) == ["customers", "purchases"]  # customers: the root
     assert tables["customers"]["primary_key"] == "customer_id" and tables["purchases"]["primary_key"] == "purchase_id"
     assert tables["purchases"]["foreign_keys"] == [{"column": "customer_id", "parent": "customers"}]
-    assert tables["purchases"]["order_by"] == "at"
+    assert tables["purchases"]["order_by"] == "at" and tables["purchases"]["steps"] == ["balance"]
     assert "foreign key 'customer_id' -> 'customers' (99.5% of its non-null values" in text
     assert "'store_id' also references 'stores'" in text and "table 'stores' left out" in text

@@ -74,6 +74,8 @@ def test_a_sequence_learns_its_parent_position_previous_row_and_steps():
     assert frame["step.time"].iloc[1] == 6 * 3600 and frame["step.wind"].iloc[1] == 5
     counts, _ = TableModel(relations(), "storms").training_frame(parents, children={"observations": rows})
     assert counts["__count.observations"].tolist() == [2, 1]
+    only_lat, _ = TableModel(relations(steps=["lat"]), "observations").training_frame(rows, parents)
+    assert [c for c in only_lat if c.startswith("step.")] == ["step.time", "step.lat"]  # wind: drawn as itself
 
 
 def test_keys_are_unique_and_every_child_points_at_a_generated_parent(sampler):
