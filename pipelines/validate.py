@@ -77,6 +77,7 @@ def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleReco
     """Every check on the staged rows (and, apart, the metrics' own): the expectations run on Spark in a thread
     while this one samples the real rows and computes the metrics (most of either is waiting, on the JVM or on
     numpy, so they overlap well)."""
+    _import_before_threads()
     with ThreadPoolExecutor(1, thread_name_prefix="gx") as pool:
         print("[synthlake] validate: expectations on the staged rows", flush=True)
         expected = _expected_profile(ctx, profile)
@@ -92,6 +93,20 @@ def _validate(ctx: RunContext, spark, profile: ProfileRecord, record: SampleReco
     checks += _shape_checks(ctx, results) + metric_checks + _canary_checks(ctx, staged)
     checks += condition_checks(ctx, record, staged, frames)
     return checks, metric_checks, frames, results, skipped, gx_result
+
+
+def _import_before_threads() -> None:
+    """Imports what `_validate`'s two threads would import lazily, before the second starts. Two threads importing
+    modules of one package at once can fail with Python's `_DeadlockError` (its locks are per module, and packages
+    import each other): GX's thread once met the metrics' sklearn in narwhals (altair's and sklearn's)."""
+    import great_expectations  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+
+    from synthlake.evaluation.gower import warm_up
+    warm_up()  # numba imports its compiler's modules at the first call of a compiled function
 
 
 def _expected_profile(ctx: RunContext, profile: ProfileRecord) -> ProfileRecord:

@@ -92,6 +92,12 @@ def nearest(reference: Encoded, queries: Encoded, k: int = 1) -> tuple[np.ndarra
     return out, back
 
 
+def warm_up() -> None:
+    """Loads the compiled loops (and numba's compiler, which imports much at its first call) on empty rows."""
+    empty = Encoded(np.empty((0, 0)), np.empty((0, 0), dtype=np.int64), 0)
+    nearest(empty, empty)
+
+
 @njit(**_JIT)
 def _row(q_cdf, q_codes, i, r_cdf, r_codes, columns, d):
     """d[j] = the Gower distance from query row i to reference row j."""

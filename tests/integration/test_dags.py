@@ -135,6 +135,11 @@ def _run(code: str, args: list[str], env: dict[str, str], cwd: Path,
                           text=True, timeout=timeout)
 
 
+def _quiet(out: str) -> str:
+    """The output without Spark's INFO lines (thousands per task), so that a failed task's error is in view."""
+    return "\n".join(line for line in out.splitlines() if not re.search(r"^\d\d/\d\d/\d\d [\d:]+ INFO ", line))
+
+
 def _tagged_json(out: str, tag: str) -> dict:
     for line in out.splitlines():
         if line.startswith(tag + " "):
@@ -469,7 +474,8 @@ def test_nightly_runs_retrain_only_on_drift_and_recover_with_the_ladder(tmp_path
                                f"2026-12-0{night}T02:00:00+00:00"], env, root, timeout=1200)
         run = {**_tagged_json(proc.stdout, "DAGRUN"), "night": f"nightly-2026120{night}"}
         print(f"\n[timing] dag.test {time.monotonic() - started:.1f}s: {run['state']} {run['tasks']}")
-        print(proc.stdout[-8000:], proc.stderr[-4000:])  # the tasks' logs: pytest shows them if the test fails
+        (tmp_path / f"night{night}.log").write_text(proc.stdout + proc.stderr)
+        print(_quiet(proc.stdout + proc.stderr)[-20000:])  # the tasks' logs: pytest shows them if the test fails
         check = json.loads((root / "var" / "runs" / "staff" / run["night"] / "check.json").read_text())
         return run, check
 
