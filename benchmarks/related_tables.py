@@ -41,7 +41,8 @@ Metrics (the same code for every method, on each output conformed to the real dt
   parents' keys are unique;
 - exact_match_share of the child (share of synthetic rows equal to a real row over the learned columns);
 - privacy by entity (synthlake.evaluation.entities): entity_exact_match_share (a parent and its children, as a
-  multiset, identical to a training one) and entity_dcr_share against the held-out entities (--holdout of the
+  multiset, identical to a training one), entity_unique_match_share (identical to a training one that no other
+  real entity equals) and entity_dcr_share against the held-out entities (--holdout of the
   parents, with their children, by synthlake.related_frames.held_out with seed 42; no method sees them; the
   other metrics compare against the training entities);
 - training seconds (both tables), sampling seconds (all parents and their children), children/s.
@@ -120,7 +121,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.config import load_any_dataset  # noqa: E402
 from synthlake.evaluation import evaluate  # noqa: E402
-from synthlake.evaluation.entities import entity_dcr_share, entity_exact_match_share  # noqa: E402
+from synthlake.evaluation.entities import (  # noqa: E402
+    entity_dcr_share,
+    entity_exact_match_share,
+    entity_unique_match_share,
+)
 from synthlake.evaluation.sequences import (  # noqa: E402
     autocorrelation,
     children_per_parent,
@@ -355,6 +360,7 @@ def metrics(fam: Family, real: dict[str, pd.DataFrame], holdout: dict[str, pd.Da
             "parent_keys_unique": bool(parents[fam.key].is_unique),
             "exact_match_share": seq["exact_match_share"],
             "entity_exact_match_share": entity_exact_match_share(two, train_set, synthetic_set),
+            "entity_unique_match_share": entity_unique_match_share(two, train_set, holdout_set, synthetic_set),
             "entity_dcr_share": entity_dcr_share(two, train_set, holdout_set, synthetic_set, seed)}
 
 
@@ -375,6 +381,7 @@ def rows(fam: Family) -> list[tuple[str, str, str]]:
         + [("referential integrity", "referential_integrity", ".3f"), (f"{p} keys unique", "parent_keys_unique", ""),
            (f"exact match share ({c})", "exact_match_share", ".4f"),
            ("entity exact match share", "entity_exact_match_share", ".4f"),
+           ("entity unique match share", "entity_unique_match_share", ".4f"),
            ("entity DCR share (0.5 ideal)", "entity_dcr_share", ".3f")]
 
 

@@ -203,9 +203,10 @@ def _under(children, table, parents, parent):
 # ---- privacy by entity ------------------------------------------------------------------------------------
 def _entity_checks(spark, ctx: RelatedContext, staged: dict) -> tuple[dict, list[dict]]:
     """Entity-level privacy (synthlake.evaluation.entities) on bounded samples of entities: exact copies of a
-    training entity (a gate, at the flat exact_match_share threshold), and dcr_share against the entities held
-    out of every model (reported: a few hundred entities make it too noisy to gate)."""
-    from synthlake.evaluation.entities import entity_dcr_share, entity_exact_match_share
+    training entity (reported), of one that no other real entity equals (a gate, at the flat exact_match_share
+    threshold), and dcr_share against the entities held out of every model (reported: a few hundred entities make
+    it too noisy to gate)."""
+    from synthlake.evaluation.entities import entity_dcr_share, entity_exact_match_share, entity_unique_match_share
     from synthlake.related_frames import ENTITY, HOLDOUT, with_entities
 
     relations, limit, seed = ctx.dataset.relations, max(1, ctx.params.validate_.max_rows // 10), ctx.params.seed
@@ -213,13 +214,15 @@ def _entity_checks(spark, ctx: RelatedContext, staged: dict) -> tuple[dict, list
     sides = {side: {name: rows[rows[HOLDOUT] == flag].drop(columns=[ENTITY, HOLDOUT])
                     for name, rows in real.items()} for side, flag in (("train", "false"), ("holdout", "true"))}
     synthetic = _entities(spark, ctx, staged, limit, seed)
-    figures = {"entity_exact_match_share": _number(entity_exact_match_share(relations, sides["train"], synthetic)),
-               "entity_dcr_share": _number(entity_dcr_share(relations, sides["train"], sides["holdout"], synthetic,
-                                                            seed))}
+    train, holdout = sides["train"], sides["holdout"]
+    figures = {"entity_exact_match_share": _number(entity_exact_match_share(relations, train, synthetic)),
+               "entity_unique_match_share": _number(entity_unique_match_share(relations, train, holdout, synthetic)),
+               "entity_dcr_share": _number(entity_dcr_share(relations, train, holdout, synthetic, seed))}
     most = ctx.params.validate_.thresholds.get("exact_match_share")
-    exact = figures["entity_exact_match_share"]
-    checks = [check("entity_exact_match_share", "privacy", exact, most, "<=",
-                    None if most is None else exact is not None and exact <= most),
+    unique = figures["entity_unique_match_share"]
+    checks = [check("entity_exact_match_share", "privacy", figures["entity_exact_match_share"], None, None, None),
+              check("entity_unique_match_share", "privacy", unique, most, "<=",
+                    None if most is None else unique is not None and unique <= most),
               check("entity_dcr_share", "privacy", figures["entity_dcr_share"], None, None, None)]
     return figures, checks
 

@@ -3,6 +3,10 @@ and its observations), the unit that related tables protect (synthlake.related_f
 
 - entity_exact_match_share: share of synthetic entities identical to a real one: the root row's learned values
   and, in every other table, the same multiset of rows over its learned columns (0 ideal).
+- entity_unique_match_share: share of synthetic entities identical to a training entity that no other real entity
+  (training or held out) equals: a copy that singles out one entity (0 ideal). Identical real entities are common
+  where the columns are few and coarse (nycflights: planes of one model and year without flights), and a copy
+  of one of them tells of no single entity.
 - entity_dcr_share: dcr_share (synthlake.evaluation.privacy) over entity profiles, each entity one row (its root
   row's learned columns; per other table its row count and the mean of each numeric column): the share of
   synthetic entities closer to a training entity than to a holdout entity, equal numbers of both, 0.5 ideal.
@@ -56,10 +60,23 @@ def entity_hashes(relations: Relations, tables: dict[str, pd.DataFrame]) -> pd.S
 
 def entity_exact_match_share(relations: Relations, real: dict[str, pd.DataFrame],
                              synthetic: dict[str, pd.DataFrame]) -> float:
-    synthetic_hashes = entity_hashes(relations, synthetic)
+    return _share_in(entity_hashes(relations, synthetic), entity_hashes(relations, real))
+
+
+def entity_unique_match_share(relations: Relations, train: dict[str, pd.DataFrame],
+                              holdout: dict[str, pd.DataFrame], synthetic: dict[str, pd.DataFrame]) -> float:
+    """Share of synthetic entities identical to a training entity that is the only one of its content among
+    the training and holdout entities (nan without synthetic entities)."""
+    train_hashes = entity_hashes(relations, train)
+    counts = pd.concat([train_hashes, entity_hashes(relations, holdout)]).value_counts()
+    unique = train_hashes[train_hashes.map(counts) == 1]
+    return _share_in(entity_hashes(relations, synthetic), unique)
+
+
+def _share_in(synthetic_hashes: pd.Series, real_hashes: pd.Series) -> float:
     if synthetic_hashes.empty:
         return float("nan")
-    return float(np.isin(synthetic_hashes.to_numpy(), entity_hashes(relations, real).to_numpy()).mean())
+    return float(np.isin(synthetic_hashes.to_numpy(), real_hashes.to_numpy()).mean())
 
 
 def entity_dcr_share(relations: Relations, train: dict[str, pd.DataFrame], holdout: dict[str, pd.DataFrame],

@@ -116,6 +116,24 @@ def test_an_entity_copied_whole_is_an_exact_match_and_one_changed_row_is_not():
     assert entity_exact_match_share(rel, train, {"storms": copied, "observations": shuffled}) == 0.75
 
 
+def test_a_copy_counts_as_unique_only_when_no_other_real_entity_equals_it():
+    from synthlake.evaluation.entities import entity_exact_match_share, entity_unique_match_share
+
+    rel, train, holdout = entity_sets()
+    copied = train["storms"].head(4)
+    synthetic = {"storms": copied, "observations": train["observations"][train["observations"]["storm_id"]
+                                                                         .isin(copied["storm_id"])]}
+    assert entity_unique_match_share(rel, train, holdout, synthetic) == 1.0
+    # a held-out twin of the first storm: the same content under another key, so its copy singles out no one
+    twin_storm = copied.head(1).assign(storm_id="twin")
+    twin_rows = synthetic["observations"][synthetic["observations"]["storm_id"] == copied["storm_id"].iloc[0]]
+    holdout = {"storms": pd.concat([holdout["storms"], twin_storm]),
+               "observations": pd.concat([holdout["observations"], twin_rows.assign(storm_id="twin")])}
+    assert entity_unique_match_share(rel, train, holdout, synthetic) == 0.75
+    assert entity_exact_match_share(rel, train, synthetic) == 1.0
+    assert entity_unique_match_share(rel, train, holdout, holdout) == 0.0
+
+
 def test_entity_dcr_is_one_on_copies_of_training_entities_and_low_on_holdout_ones():
     from synthlake.evaluation.entities import entity_dcr_share
 
