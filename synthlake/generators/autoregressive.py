@@ -71,6 +71,7 @@ from synthlake.generators.training import EarlyStopping, EpochLoop, across_ranks
 from synthlake.metadata import TableMetadata
 
 WEIGHTS_FILE = "generator.pt"
+MIN_BATCH_ROWS = 32  # the smallest batch that min_steps makes: smaller ones would be mostly noise
 
 
 class AutoregressiveGenerator(Generator):
@@ -296,8 +297,9 @@ class AutoregressiveGenerator(Generator):
 
     def _shuffled_batches(self, shard: torch.Tensor, train_rows: int, seed: int, rank: int, world: int):
         """Per epoch, the same number of steps on every rank, each over this rank's shuffled shard."""
-        local_batch = max(1, self.hyper["batch_size"] // world)
-        steps = max(1, math.ceil(train_rows / self.hyper["batch_size"]))
+        batch = self._batch_rows(train_rows)
+        local_batch = max(1, batch // world)
+        steps = max(1, math.ceil(train_rows / batch))
         gen = torch.Generator()
 
         def batches(epoch: int):
@@ -307,6 +309,14 @@ class AutoregressiveGenerator(Generator):
                 yield shard[rows[step * local_batch : (step + 1) * local_batch]]
 
         return batches
+
+    def _batch_rows(self, train_rows: int) -> int:
+        """batch_size, or fewer rows where it leaves under min_steps steps an epoch: storms' 505 parents, learned in
+        one step an epoch, scored a parent accuracy of 0.823; in 8 steps, 0.923 (README: Related tables benchmark)."""
+        h = self.hyper
+        if math.ceil(train_rows / h["batch_size"]) >= h["min_steps"]:
+            return h["batch_size"]
+        return min(h["batch_size"], max(MIN_BATCH_ROWS, math.ceil(train_rows / h["min_steps"])))
 
     def _signature(self, encoded: np.ndarray, seed: int, world: int, extra: dict | None = None,
                    sharded: bool = False) -> str:

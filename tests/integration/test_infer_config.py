@@ -160,7 +160,8 @@ def test_several_sources_are_drafted_as_related_tables_with_keys_and_order(proje
     purchases = pd.DataFrame({"purchase_id": np.arange(n), "customer_id": owner, "store_id": rng.integers(1, 4, n),
                               "amount": rng.gamma(2, 20, n).round(2),
                               "at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="h")})
-    purchases["balance"] = purchases.groupby("customer_id")["amount"].cumsum()
+    opening = purchases["customer_id"].map(pd.Series(rng.gamma(2.0, 500.0, len(people)), index=people["customer_id"]))
+    purchases["balance"] = opening.fillna(1000.0) + purchases.groupby("customer_id")["amount"].cumsum()
     purchases.to_parquet(folder / "purchases.parquet", index=False, coerce_timestamps="us")
 
     done = synthlake(project, "infer-config", "data_in/shop", "--output", "conf/datasets/shop.yaml")

@@ -1,5 +1,6 @@
 """tabular_ar reproduces its golden fixtures (tests/golden, written by make_golden.py before the engine-contract
-refactor): the committed sampler files give the committed rows bit for bit, and training afresh on the same slice
+refactor; `mixed` rewritten when tabular_ar began taking at least min_steps steps an epoch): the committed sampler
+files give the committed rows bit for bit, and training afresh on the same slice
 with the same seed gives the same encodings, the same weights and the same rows. The weights are the same to
 within ATOL: torch's CPU kernels round differently on another instruction set (on an AVX2 machine a few weights
 differ from the committed ones by about 1e-7, where CI's machines matched them bit for bit), while a change to
