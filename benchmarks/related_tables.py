@@ -47,55 +47,7 @@ Metrics (the same code for every method, on each output conformed to the real dt
   other metrics compare against the training entities);
 - training seconds (both tables), sampling seconds (all parents and their children), children/s.
 
-The tables below were measured before --holdout existed (every method learned every entity; no entity metrics).
-
-storms, measured on this machine (2 cores, CPU, another job sharing it at times) before --dataset existed (its
-lag-1 rows were then lat and wind; the rule above now picks lat and long), `--epochs 40 --peer-minutes 4
---par-epochs 12`, 8 min 57 s wall in all (one run, seed 0; synthlake ran all 40 epochs on observations, 28 on
-storms; mostlyai-engine's parent model 12 epochs in its 1-minute cap, its sequence model 20 epochs in 4 minutes;
-PAR 12 epochs, which leaves its sequences far too short):
-
-| metric | real | synthlake | mostlyai-engine | sdv PAR |
-|---|---|---|---|---|
-| training s | - | 224.0 | 246.6 | 35.8 |
-| sampling s | - | 1.7 | 2.2 | 10.2 |
-| observations / s | - | 10,746 | 8,929 | 412 |
-| storms generated | 655 | 655 | 655 | 655 |
-| observations generated | 19537 | 18661 | 20040 | 4204 |
-| storms accuracy | - | 0.934 | 0.909 | 0.926 |
-| storms column shapes | - | 0.695 | 0.564 | 0.868 |
-| observations accuracy | - | 0.844 | 0.845 | 0.516 |
-| observations column shapes | - | 0.879 | 0.892 | 0.656 |
-| length similarity (1 - KS) | - | 0.962 | 0.974 | 0.212 |
-| coherence (mean) | - | 0.867 | 0.734 | 0.315 |
-| lag-1 autocorrelation lat | 0.974 | 0.956 | 0.417 | -0.239 |
-| lag-1 autocorrelation wind | 0.852 | 0.817 | 0.444 | -0.198 |
-| referential integrity | - | 1.000 | 1.000 | 1.000 |
-| storm keys unique | - | yes | yes | yes |
-| exact match share (obs.) | - | 0.0000 | 0.0000 | 0.0000 |
-
-nycflights, `--dataset nycflights --epochs 40 --peer-minutes 4 --par-epochs 12`, 21 min 36 s wall (2026-12-05, the
-machine otherwise idle; synthlake ran 40 epochs on both tables; mostlyai-engine's parent model 42 epochs in its
-1-minute cap, its sequence model 15 in 4 minutes):
-
-| metric | real | synthlake | mostlyai-engine | sdv PAR |
-|---|---|---|---|---|
-| training s | - | 122.4 | 266.1 | 855.3 |
-| sampling s | - | 1.7 | 1.7 | 34.1 |
-| flights / s | - | 13,385 | 11,705 | 297 |
-| planes generated | 3322 | 3322 | 3322 | 3322 |
-| flights generated | 22525 | 22724 | 20385 | 10113 |
-| planes accuracy | - | 0.964 | 0.955 | 0.849 |
-| planes column shapes | - | 0.972 | 0.961 | 0.929 |
-| flights accuracy | - | 0.839 | 0.906 | 0.512 |
-| flights column shapes | - | 0.910 | 0.937 | 0.735 |
-| length similarity (1 - KS) | - | 0.988 | 0.941 | 0.737 |
-| coherence (mean) | - | 0.792 | 0.855 | 0.330 |
-| lag-1 autocorrelation dep_delay | -0.118 | 0.054 | -0.158 | -0.270 |
-| lag-1 autocorrelation arr_delay | -0.110 | 0.068 | -0.160 | -0.253 |
-| referential integrity | - | 1.000 | 1.000 | 1.000 |
-| planes keys unique | - | yes | yes | yes |
-| exact match share (flights) | - | 0.0000 | 0.0000 | 0.0000 |
+The figures, with the command of each run, are in the README (Related tables benchmark).
 """
 
 from __future__ import annotations
