@@ -24,7 +24,8 @@ class TabularARHyper(EncodingHyper):
     min_steps: int = Field(8, ge=1, le=100_000,
                            description="steps per epoch at least: a smaller table gets smaller batches (of at least "
                                        "32 rows), so that its few hundred rows are learned in more than one step "
-                                       "(without privacy: DP-SGD's batches are Poisson samples of batch_size)")
+                                       "(not under privacy, where DP-SGD's batches are Poisson samples of "
+                                       "batch_size)")
     lr: float = Field(3e-3, ge=1e-6, le=1.0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Adam weight decay")
     hidden_dim: int = Field(64, ge=1, le=8192, description="width of the embeddings, the context and the heads")
