@@ -75,8 +75,8 @@ def test_the_demo_publishes_both_tables_with_every_key_exact(project, completed,
             "entity_unique_match_share", "entity_dcr_share"} <= checks
     assert verdict.passed and all(c.passed for c in verdict.checks if c.family == "keys")
     entity = {c.check: c for c in verdict.checks if c.family == "privacy"}
-    # no storm copied whole; the unique copies a gate where params set validate.thresholds.exact_match_share (the
-    # tests' do not)
+    # no storm copied whole; entity_unique_match_share is the gate where params set
+    # validate.thresholds.exact_match_share (the tests' do not), entity_exact_match_share is reported
     assert entity["entity_exact_match_share"].value == 0 and entity["entity_unique_match_share"].value == 0
     assert entity["entity_unique_match_share"].passed is not False and entity["entity_exact_match_share"].passed is None
     assert 0 <= entity["entity_dcr_share"].value <= 1  # against the storms held out of both models
