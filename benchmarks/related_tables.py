@@ -73,11 +73,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.config import load_any_dataset  # noqa: E402
 from synthlake.evaluation import evaluate  # noqa: E402
-from synthlake.evaluation.entities import (  # noqa: E402
-    entity_dcr_share,
-    entity_exact_match_share,
-    entity_unique_match_share,
-)
+from synthlake.evaluation.entities import entity_dcr_share, entity_match_shares  # noqa: E402
 from synthlake.evaluation.sequences import (  # noqa: E402
     autocorrelation,
     children_per_parent,
@@ -311,8 +307,7 @@ def metrics(fam: Family, real: dict[str, pd.DataFrame], holdout: dict[str, pd.Da
             "referential_integrity": float(children[fam.fk].isin(parents[fam.key]).mean()) if len(children) else None,
             "parent_keys_unique": bool(parents[fam.key].is_unique),
             "exact_match_share": seq["exact_match_share"],
-            "entity_exact_match_share": entity_exact_match_share(two, train_set, synthetic_set),
-            "entity_unique_match_share": entity_unique_match_share(two, train_set, holdout_set, synthetic_set),
+            **entity_match_shares(two, train_set, holdout_set, synthetic_set),
             "entity_dcr_share": entity_dcr_share(two, train_set, holdout_set, synthetic_set, seed)}
 
 

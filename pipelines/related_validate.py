@@ -206,7 +206,7 @@ def _entity_checks(spark, ctx: RelatedContext, staged: dict) -> tuple[dict, list
     training entity (reported), of one that no other real entity equals (a gate, at the flat exact_match_share
     threshold), and dcr_share against the entities held out of every model (reported: a few hundred entities make
     it too noisy to gate)."""
-    from synthlake.evaluation.entities import entity_dcr_share, entity_exact_match_share, entity_unique_match_share
+    from synthlake.evaluation.entities import entity_dcr_share, entity_match_shares
     from synthlake.related_frames import ENTITY, HOLDOUT, with_entities
 
     relations, limit, seed = ctx.dataset.relations, max(1, ctx.params.validate_.max_rows // 10), ctx.params.seed
@@ -215,9 +215,9 @@ def _entity_checks(spark, ctx: RelatedContext, staged: dict) -> tuple[dict, list
                     for name, rows in real.items()} for side, flag in (("train", "false"), ("holdout", "true"))}
     synthetic = _entities(spark, ctx, staged, limit, seed)
     train, holdout = sides["train"], sides["holdout"]
-    figures = {"entity_exact_match_share": _number(entity_exact_match_share(relations, train, synthetic)),
-               "entity_unique_match_share": _number(entity_unique_match_share(relations, train, holdout, synthetic)),
-               "entity_dcr_share": _number(entity_dcr_share(relations, train, holdout, synthetic, seed))}
+    shares = entity_match_shares(relations, train, holdout, synthetic)
+    figures = {name: _number(value) for name, value in shares.items()}
+    figures["entity_dcr_share"] = _number(entity_dcr_share(relations, train, holdout, synthetic, seed))
     most = ctx.params.validate_.thresholds.get("exact_match_share")
     unique = figures["entity_unique_match_share"]
     checks = [check("entity_exact_match_share", "privacy", figures["entity_exact_match_share"], None, None, None),

@@ -1,8 +1,9 @@
 """Privacy at the entity level for related tables: an entity is a root row with all of its descendants (a storm
 and its observations), the unit that related tables protect (synthlake.related_frames).
 
-- entity_exact_match_share: share of synthetic entities identical to a real one: the root row's learned values
-  and, in every other table, the same multiset of rows over its learned columns (0 ideal).
+- entity_exact_match_share (with the next, from entity_match_shares): share of synthetic entities identical to a
+  training one: the root row's learned values and, in every other table, the same multiset of rows over its
+  learned columns (0 ideal).
 - entity_unique_match_share: share of synthetic entities identical to a training entity that no other real entity
   (training or held out) equals: a copy that singles out one entity (0 ideal). Identical real entities are common
   where the columns are few and coarse (nycflights: planes of one model and year without flights), and a copy
@@ -58,19 +59,15 @@ def entity_hashes(relations: Relations, tables: dict[str, pd.DataFrame]) -> pd.S
     return pd.Series(pd.util.hash_array(content.to_numpy(dtype=object)), index=content.index)
 
 
-def entity_exact_match_share(relations: Relations, real: dict[str, pd.DataFrame],
-                             synthetic: dict[str, pd.DataFrame]) -> float:
-    return _share_in(entity_hashes(relations, synthetic), entity_hashes(relations, real))
-
-
-def entity_unique_match_share(relations: Relations, train: dict[str, pd.DataFrame],
-                              holdout: dict[str, pd.DataFrame], synthetic: dict[str, pd.DataFrame]) -> float:
-    """Share of synthetic entities identical to a training entity that is the only one of its content among
-    the training and holdout entities (nan without synthetic entities)."""
-    train_hashes = entity_hashes(relations, train)
+def entity_match_shares(relations: Relations, train: dict[str, pd.DataFrame], holdout: dict[str, pd.DataFrame],
+                        synthetic: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """entity_exact_match_share and entity_unique_match_share (nan without synthetic entities), each side's
+    entities hashed once."""
+    synthetic_hashes, train_hashes = entity_hashes(relations, synthetic), entity_hashes(relations, train)
     counts = pd.concat([train_hashes, entity_hashes(relations, holdout)]).value_counts()
-    unique = train_hashes[train_hashes.map(counts) == 1]
-    return _share_in(entity_hashes(relations, synthetic), unique)
+    unique = train_hashes[train_hashes.map(counts) == 1]  # the only real entity of its content
+    return {"entity_exact_match_share": _share_in(synthetic_hashes, train_hashes),
+            "entity_unique_match_share": _share_in(synthetic_hashes, unique)}
 
 
 def _share_in(synthetic_hashes: pd.Series, real_hashes: pd.Series) -> float:

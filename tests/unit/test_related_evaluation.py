@@ -103,35 +103,39 @@ def test_entities_are_held_out_whole_and_by_a_seeded_hash():
 
 
 def test_an_entity_copied_whole_is_an_exact_match_and_one_changed_row_is_not():
-    from synthlake.evaluation.entities import entity_exact_match_share
+    from synthlake.evaluation.entities import entity_match_shares
 
-    rel, train, _ = entity_sets()
+    rel, train, holdout = entity_sets()
     storms, observations = train["storms"], train["observations"]
     copied = storms.head(4)
     synthetic = {"storms": copied, "observations": observations[observations["storm_id"].isin(copied["storm_id"])]}
-    assert entity_exact_match_share(rel, train, synthetic) == 1.0
+    assert entity_match_shares(rel, train, holdout, synthetic)["entity_exact_match_share"] == 1.0
     changed = synthetic["observations"].copy()
     changed.loc[changed.index[0], "wind"] += 5  # one observation of the first storm differs
     shuffled = changed.sample(frac=1.0, random_state=0)  # the rows' order does not matter
-    assert entity_exact_match_share(rel, train, {"storms": copied, "observations": shuffled}) == 0.75
+    assert entity_match_shares(rel, train, holdout, {"storms": copied, "observations": shuffled})[
+        "entity_exact_match_share"] == 0.75
 
 
 def test_a_copy_counts_as_unique_only_when_no_other_real_entity_equals_it():
-    from synthlake.evaluation.entities import entity_exact_match_share, entity_unique_match_share
+    from synthlake.evaluation.entities import entity_match_shares
+
+    def shares(holdout, synthetic):
+        found = entity_match_shares(rel, train, holdout, synthetic)
+        return found["entity_exact_match_share"], found["entity_unique_match_share"]
 
     rel, train, holdout = entity_sets()
     copied = train["storms"].head(4)
     synthetic = {"storms": copied, "observations": train["observations"][train["observations"]["storm_id"]
                                                                          .isin(copied["storm_id"])]}
-    assert entity_unique_match_share(rel, train, holdout, synthetic) == 1.0
+    assert shares(holdout, synthetic) == (1.0, 1.0)
     # a held-out twin of the first storm: the same content under another key, so its copy singles out no one
     twin_storm = copied.head(1).assign(storm_id="twin")
     twin_rows = synthetic["observations"][synthetic["observations"]["storm_id"] == copied["storm_id"].iloc[0]]
     holdout = {"storms": pd.concat([holdout["storms"], twin_storm]),
                "observations": pd.concat([holdout["observations"], twin_rows.assign(storm_id="twin")])}
-    assert entity_unique_match_share(rel, train, holdout, synthetic) == 0.75
-    assert entity_exact_match_share(rel, train, synthetic) == 1.0
-    assert entity_unique_match_share(rel, train, holdout, holdout) == 0.0
+    assert shares(holdout, synthetic) == (1.0, 0.75)
+    assert shares(holdout, holdout)[1] == 0.0
 
 
 def test_entity_dcr_is_one_on_copies_of_training_entities_and_low_on_holdout_ones():
